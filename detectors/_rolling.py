@@ -1,0 +1,130 @@
+"""A sliding-window and cumulative mean of floats with exact, restorable state (internal).
+
+The same arithmetic as `detectors.performance`: a ring buffer and a running window sum that is
+recomputed exactly (``math.fsum``) every `window` additions, so rounding error cannot build up, and
+a compensated (Neumaier) cumulative sum. Everything is in the state, so a restored mean continues
+bit-identically.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from detectors.state import State, StateDecodeError, StateReader
+
+__all__ = ["RollingMean"]
+
+
+class RollingMean:
+    """Mean of the last `window` values and of all values.
+
+    Examples
+    --------
+    >>> m = RollingMean(window=2)
+    >>> for v in [1.0, 0.0, 0.5]:
+    ...     m.add(v)
+    >>> m.value, m.cumulative, m.window_n, m.n
+    (0.25, 0.5, 2, 3)
+
+    """
+
+    __slots__ = ("_buffer", "_cum_comp", "_cum_sum", "_since_resum", "_window_sum", "n", "window")
+
+    def __init__(self, window: int) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = int(window)
+        self.n = 0
+        self._buffer: deque[float] = deque(maxlen=self.window)
+        self._window_sum = 0.0
+        self._since_resum = 0
+        self._cum_sum = 0.0
+        self._cum_comp = 0.0
+
+    def add(self, v: float) -> None:
+        """Add one finite value (the caller checks it)."""
+        buf = self._buffer
+        if len(buf) == self.window:
+            self._window_sum -= buf[0]
+        buf.append(v)
+        self._since_resum += 1
+        if self._since_resum >= self.window:
+            self._window_sum = math.fsum(buf)
+            self._since_resum = 0
+        else:
+            self._window_sum += v
+        s = self._cum_sum + v
+        if abs(self._cum_sum) >= abs(v):
+            self._cum_comp += (self._cum_sum - s) + v
+        else:
+            self._cum_comp += (v - s) + self._cum_sum
+        self._cum_sum = s
+        self.n += 1
+
+    def clear_window(self) -> None:
+        """Forget the window (the cumulative mean is kept)."""
+        self._buffer.clear()
+        self._window_sum = 0.0
+        self._since_resum = 0
+
+    @property
+    def full(self) -> bool:
+        """True when the window holds `window` values."""
+        return len(self._buffer) == self.window
+
+    @property
+    def window_n(self) -> int:
+        """Values in the window."""
+        return len(self._buffer)
+
+    @property
+    def value(self) -> float | None:
+        """Mean of the window; None when it is empty."""
+        return self._window_sum / len(self._buffer) if self._buffer else None
+
+    @property
+    def cumulative(self) -> float | None:
+        """Mean of every value added; None before the first."""
+        return (self._cum_sum + self._cum_comp) / self.n if self.n else None
+
+    def to_state(self) -> State:
+        """Window size, count, sums and the window's values, oldest first (whole ones as ints)."""
+        return {
+            "window": self.window,
+            "n": self.n,
+            "buffer": [_compact(v) for v in self._buffer],
+            "window_sum": self._window_sum,
+            "since_resum": self._since_resum,
+            "cum_sum": self._cum_sum,
+            "cum_comp": self._cum_comp,
+        }
+
+    @classmethod
+    def from_state(
+        cls, r: StateReader, low: float = -math.inf, high: float = math.inf
+    ) -> RollingMean:
+        """Rebuild from `to_state` output read by `r`; values must lie in ``[low, high]``."""
+        m = cls(window=r.get_int("window", minimum=1))
+        m.n = r.get_int("n", minimum=0)
+        buffer = r.get_floats("buffer")
+        if len(buffer) > m.window or len(buffer) > m.n:
+            raise StateDecodeError("rolling mean: buffer larger than the window or the count")
+        if not all(math.isfinite(v) and low <= v <= high for v in buffer):
+            raise StateDecodeError(f"rolling mean: values must be finite and in [{low}, {high}]")
+        m._buffer.extend(buffer)
+        m._window_sum = r.get_float("window_sum", finite=True)
+        m._since_resum = r.get_int("since_resum", minimum=0)
+        if m._since_resum >= m.window:
+            raise StateDecodeError("rolling mean: since_resum must be below the window")
+        m._cum_sum = r.get_float("cum_sum", finite=True)
+        m._cum_comp = r.get_float("cum_comp", finite=True)
+        return m
+
+
+def _compact(v: float) -> float | int:
+    """Small whole numbers as ints (1 byte in msgpack instead of 9); they decode to the same
+    float. Negative zero stays a float, so its sign survives."""
+    if v.is_integer() and -(2**53) <= v <= 2**53 and (v or math.copysign(1.0, v) > 0):
+        return int(v)
+    return v
