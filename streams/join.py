@@ -1,0 +1,227 @@
+"""LabelJoin: pairs labels with their predictions in a replayable order.
+
+Labels are buffered in label-offset order and released once the partition's prediction stream has
+passed the label's event time (or has nothing more to read), so the prediction it refers to has
+already been seen. Error-stream detectors therefore see outcomes in label-offset order whatever
+way the two topics happened to interleave (stream-time synchronisation, as in Kafka Streams).
+
+Halves that wait longer than ``ttl_ms`` of event time are expired and counted, never joined, which
+bounds the memory held for them. All state here is checkpointed with the partition.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Value = float | str | bool
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class BufferedLabel:
+    """A label read from the topic, not yet released to the join."""
+
+    model_id: str
+    prediction_id: str
+    label: Value
+    timestamp_ms: int
+    offset: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A joined prediction and label; ``via`` says which half completed the pair."""
+
+    model_id: str
+    prediction_id: str
+    prediction: Value
+    label: Value
+    timestamp_ms: int
+    via: Literal["label", "prediction"]
+    offset: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A half that waited longer than the TTL for its other half."""
+
+    model_id: str
+    prediction_id: str
+    kind: Literal["prediction", "label"]
+
+
+class LabelJoin:
+    """Deterministic prediction/label join for one source partition."""
+
+    def __init__(self, ttl_ms: int, max_pending: int) -> None:
+        self.ttl_ms = ttl_ms
+        self.max_pending = max_pending
+        # prediction waiting for a label: key -> (prediction, timestamp_ms)
+        self.predictions: dict[Key, tuple[Value, int]] = {}
+        # released label waiting for a late prediction: key -> (label, timestamp_ms)
+        self.labels: dict[Key, tuple[Value, int]] = {}
+        self.buffer: deque[BufferedLabel] = deque()
+        self.prediction_time = -1
+        self.label_time = -1
+        self.dirty: set[tuple[str, Key]] = set()
+
+    # -- inputs -----------------------------------------------------------------------------
+    def add_prediction(
+        self,
+        model_id: str,
+        prediction_id: str,
+        prediction: Value,
+        timestamp_ms: int,
+        offset: int,
+        index: int,
+    ) -> Outcome | Expired | None:
+        """Record a prediction; joins at once if its label was released earlier."""
+        key = (model_id, prediction_id)
+        if timestamp_ms > self.prediction_time:
+            self.prediction_time = timestamp_ms
+        waiting = self.labels.pop(key, None)
+        if waiting is not None:
+            self.dirty.add(("l", key))
+            label, label_ts = waiting
+            if self.prediction_time - label_ts > self.ttl_ms:
+                return Expired(model_id, prediction_id, "label")
+            return Outcome(
+                model_id,
+                prediction_id,
+                prediction,
+                label,
+                max(timestamp_ms, label_ts),
+                "prediction",
+                offset,
+                index,
+            )
+        self.predictions[key] = (prediction, timestamp_ms)
+        self.dirty.add(("p", key))
+        return None
+
+    def add_label(self, label: BufferedLabel) -> None:
+        """Buffer a label; it is released by :meth:`release`."""
+        if label.timestamp_ms > self.label_time:
+            self.label_time = label.timestamp_ms
+        self.buffer.append(label)
+
+    # -- release and expiry -----------------------------------------------------------------
+    def release(self, predictions_caught_up: bool) -> Iterator[Outcome | Expired | None]:
+        """Release buffered labels in offset order; yields outcomes, expiries, or None (parked)."""
+        buffer = self.buffer
+        while buffer and (predictions_caught_up or buffer[0].timestamp_ms <= self.prediction_time):
+            lab = buffer.popleft()
+            key = (lab.model_id, lab.prediction_id)
+            pending = self.predictions.pop(key, None)
+            if pending is None:
+                self.labels[key] = (lab.label, lab.timestamp_ms)
+                self.dirty.add(("l", key))
+                yield None
+                continue
+            self.dirty.add(("p", key))
+            prediction, pred_ts = pending
+            if lab.timestamp_ms - pred_ts > self.ttl_ms:
+                yield Expired(lab.model_id, lab.prediction_id, "prediction")
+                continue
+            yield Outcome(
+                lab.model_id,
+                lab.prediction_id,
+                prediction,
+                lab.label,
+                max(lab.timestamp_ms, pred_ts),
+                "label",
+                lab.offset,
+                lab.index,
+            )
+
+    def expire(self, labels_caught_up: bool) -> list[Expired]:
+        """Drop halves older than the TTL (in event time) and those over the size cap."""
+        out: list[Expired] = []
+        # A prediction may still be claimed by a label not read yet, so its clock is the slower
+        # of the two streams unless the label stream has nothing more to read.
+        watermark = self.prediction_time
+        if not labels_caught_up:
+            watermark = min(watermark, self.label_time)
+        self._expire_from(self.predictions, "p", "prediction", watermark, out)
+        self._expire_from(self.labels, "l", "label", self.prediction_time, out)
+        return out
+
+    def _expire_from(
+        self,
+        halves: dict[Key, tuple[Value, int]],
+        tag: str,
+        kind: Literal["prediction", "label"],
+        watermark: int,
+        out: list[Expired],
+    ) -> None:
+        # Insertion order is arrival order; stop at the first half still inside the TTL.
+        while halves:
+            key, (_, ts) = next(iter(halves.items()))
+            if watermark - ts <= self.ttl_ms and len(halves) <= self.max_pending:
+                break
+            del halves[key]
+            self.dirty.add((tag, key))
+            out.append(Expired(key[0], key[1], kind))
+
+    @property
+    def pending(self) -> int:
+        """Halves waiting for their other half, plus labels not yet released."""
+        return len(self.predictions) + len(self.labels) + len(self.buffer)
+
+    # -- encoding ---------------------------------------------------------------------------
+    def meta_state(self) -> dict[str, Any]:
+        """Stream times and the label buffer (small) for the partition's meta record."""
+        return {
+            "pt": self.prediction_time,
+            "lt": self.label_time,
+            "buf": [
+                [b.model_id, b.prediction_id, b.label, b.timestamp_ms, b.offset, b.index]
+                for b in self.buffer
+            ],
+        }
+
+    def restore_meta(self, meta: dict[str, Any]) -> None:
+        """Inverse of :meth:`meta_state`."""
+        self.prediction_time = int(meta.get("pt", -1))
+        self.label_time = int(meta.get("lt", -1))
+        self.buffer = deque(BufferedLabel(*item) for item in meta.get("buf", []))
+
+    def take_dirty(self) -> tuple[dict[bytes, Any], list[bytes]]:
+        """Pending halves changed since the last call: (field -> value to set, fields to delete)."""
+        upserts: dict[bytes, Any] = {}
+        deletes: list[bytes] = []
+        for tag, key in self.dirty:
+            field_name = pending_field(tag, key)
+            current = (self.predictions if tag == "p" else self.labels).get(key)
+            if current is None:
+                deletes.append(field_name)
+            else:
+                upserts[field_name] = [current[0], current[1]]
+        self.dirty.clear()
+        return upserts, deletes
+
+    def restore_pending(self, items: list[tuple[bytes, list[Any]]]) -> None:
+        """Load pending halves (field, [value, ts]) in timestamp order (the expiry scan order)."""
+        decoded = []
+        for field_name, (value, ts) in items:
+            tag, key = parse_pending_field(field_name)
+            decoded.append((int(ts), tag, key, value))
+        decoded.sort(key=lambda item: (item[0], item[1], item[2]))
+        for ts, tag, key, value in decoded:
+            (self.predictions if tag == "p" else self.labels)[key] = (value, ts)
+
+
+def pending_field(tag: str, key: Key) -> bytes:
+    """Redis hash field for a pending half: ``p|l`` NUL model NUL prediction_id."""
+    return f"{tag}\x00{key[0]}\x00{key[1]}".encode()
+
+
+def parse_pending_field(field_name: bytes) -> tuple[str, Key]:
+    """Inverse of :func:`pending_field`."""
+    tag, model_id, prediction_id = field_name.decode().split("\x00", 2)
+    return tag, (model_id, prediction_id)

@@ -1,0 +1,754 @@
+"""The transport-free processor core: a batch of records + partition state → new state + alerts.
+
+The same code runs under faust (``driftline worker``), in unit tests and in ``driftline replay``.
+Nothing here reads the wall clock or does I/O: given the same records in the same per-topic order
+it produces the same state and the same alerts (ids included).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from detectors import (
+    ADWIN,
+    KSWIN,
+    CategoricalPSI,
+    DataQualityRates,
+    ExpectedAccuracy,
+    LatencyQuantile,
+    NumericPSI,
+    StandardizedPageHinkley,
+    WindowedAccuracy,
+)
+from streams.alerts import Alert, AlertType, Severity, SourcePosition, alert_id
+from streams.config import (
+    Config,
+    Detection,
+    NumericDriftSettings,
+    PageHinkleySettings,
+    PSISettings,
+)
+from streams.deadletter import dead_letter_record
+from streams.events import Label, Prediction, decode_labels, decode_predictions
+from streams.join import BufferedLabel, Expired, LabelJoin, Outcome
+from streams.model_state import ModelState, Task
+
+Kind = Literal["predictions", "labels"]
+
+# base64 grows by 4/3: keep dead letters under Kafka's default 1 MB message size.
+DEAD_LETTER_MAX_VALUE_BYTES = 700_000
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One Kafka record as the processor needs it (no client objects)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """All state for one source partition: models, the join, applied offsets, the epoch."""
+
+    partition: int
+    join: LabelJoin
+    epoch: int = 0
+    offsets: dict[str, int] = field(default_factory=lambda: {"predictions": -1, "labels": -1})
+    models: dict[str, ModelState] = field(default_factory=dict)
+    dirty_models: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one call to :meth:`Processor.apply` produced."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class Processor:
+    """Applies decoded events to partition state and decides alerts."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.topics = config.kafka.topics
+        self._settings: dict[str, Detection] = {}
+
+    def new_partition(self, partition: int) -> PartitionState:
+        """Empty state for a partition seen for the first time."""
+        return PartitionState(
+            partition=partition,
+            join=LabelJoin(self.config.join.ttl_ms, self.config.join.max_pending_per_partition),
+        )
+
+    def settings_for(self, model_id: str) -> Detection:
+        """Detection settings for a model (defaults + matching overrides), resolved once."""
+        settings = self._settings.get(model_id)
+        if settings is None:
+            settings = self._settings[model_id] = self.config.detection_for(model_id)
+        return settings
+
+    # -- batch ------------------------------------------------------------------------------
+    def apply(
+        self,
+        part: PartitionState,
+        records: Iterable[SourceRecord],
+        *,
+        predictions_caught_up: bool = False,
+        labels_caught_up: bool = False,
+    ) -> BatchResult:
+        """Apply records of one partition (both topics, each in offset order).
+
+        ``*_caught_up`` say that the topic's partition has nothing more to read right now: then
+        buffered labels are released without waiting for prediction stream time to pass them.
+        """
+        out = BatchResult()
+        for record in records:
+            kind: Kind = "predictions" if record.topic == self.topics.predictions else "labels"
+            if record.offset <= part.offsets[kind]:
+                out.counts["skipped"] += 1
+                continue
+            self._apply_record(part, kind, record, out)
+            part.offsets[kind] = record.offset
+        self._release(part, predictions_caught_up, out)
+        for expired in part.join.expire(labels_caught_up):
+            self._on_expired(part, expired)
+        return out
+
+    def _apply_record(
+        self, part: PartitionState, kind: Kind, rec: SourceRecord, out: BatchResult
+    ) -> None:
+        out.counts[f"records:{kind}"] += 1
+        if kind == "predictions":
+            decoded = decode_predictions(rec.key, rec.value, rec.timestamp_ms)
+        else:
+            decoded = decode_labels(rec.key, rec.value, rec.timestamp_ms)
+        if decoded.errors:
+            out.counts["dead_letters"] += 1
+            out.dead_letters.append(
+                dead_letter_record(
+                    topic=rec.topic,
+                    partition=rec.partition,
+                    offset=rec.offset,
+                    key=rec.key,
+                    value=rec.value,
+                    reasons=decoded.errors,
+                    timestamp_ms=rec.timestamp_ms,
+                    max_value_bytes=DEAD_LETTER_MAX_VALUE_BYTES,
+                )
+            )
+        for index, event in enumerate(decoded.events):
+            pos = SourcePosition(kind, rec.partition, rec.offset, index)
+            out.counts[f"events:{kind}"] += 1
+            if isinstance(event, Prediction):
+                self._on_prediction(part, event, pos, out)
+            elif isinstance(event, Label):
+                self._on_label(part, event, pos, out)
+
+    # -- predictions ------------------------------------------------------------------------
+    def _model(self, part: PartitionState, model_id: str) -> ModelState:
+        model = part.models.get(model_id)
+        if model is None:
+            model = part.models[model_id] = ModelState(model_id)
+        part.dirty_models.add(model_id)
+        return model
+
+    @staticmethod
+    def _task_of(event: Prediction, settings: Detection) -> Task:
+        if settings.task != "auto":
+            return settings.task
+        if _is_number(event.prediction) and event.score is None:
+            return "regression"
+        return "classification"
+
+    def _on_prediction(
+        self, part: PartitionState, ev: Prediction, pos: SourcePosition, out: BatchResult
+    ) -> None:
+        settings = self.settings_for(ev.model_id)
+        model = self._model(part, ev.model_id)
+        model.ensure_task(self._task_of(ev, settings), settings)
+        model.counters["predictions"] += 1
+        if ev.model_version is not None:
+            model.model_version = ev.model_version
+        count = model.counters["predictions"]
+
+        ctx = _Ctx(part, model, settings, out, pos, count, ev.prediction_id, ev.timestamp_ms)
+        self._watch_output(ctx, ev)
+        if ev.features and (settings.data_drift.enabled or settings.data_quality.enabled):
+            self._watch_features(ctx, ev.features)
+        if ev.latency_ms is not None and settings.latency.enabled:
+            self._watch_latency(ctx, ev.latency_ms)
+
+        joined = part.join.add_prediction(
+            ev.model_id, ev.prediction_id, ev.prediction, ev.timestamp_ms, pos.offset, pos.index
+        )
+        if joined is not None:
+            self._on_join(part, joined, out)
+        self._release(part, False, out)
+
+    # -- prediction-side signals ------------------------------------------------------------
+    def _watch_output(self, ctx: _Ctx, ev: Prediction) -> None:
+        """Page-Hinkley on the score (or a regressor's prediction); label-free accuracy."""
+        model, settings = ctx.model, ctx.settings
+        ph = settings.prediction_drift
+        signal, value = None, None
+        if ev.score is not None:
+            signal, value = "score", ev.score
+        elif model.task == "regression" and _is_number(ev.prediction):
+            signal, value = "prediction", float(ev.prediction)
+        if ph.enabled and signal is not None and value is not None:
+            if model.output is None or model.output_signal != signal:
+                model.output, model.output_signal = _numeric(ph, model.model_id, signal), signal
+            model.output.update(value)
+            if model.output.drift_detected:
+                self._drift(ctx, "prediction_drift", signal, model.output, value)
+                model.output = _numeric(ph, model.model_id, signal)
+
+        ea = settings.performance.expected_accuracy
+        if ea.enabled and ev.score is not None and model.task == "classification":
+            if model.expected is None:
+                model.expected = ExpectedAccuracy(window=ea.window)
+            model.expected.update(ev.score)
+            threshold = ea.min_accuracy
+            estimate = model.expected.value
+            if (
+                threshold is not None
+                and estimate is not None
+                and model.expected.window_n >= ea.min_samples
+            ):
+                below = estimate < threshold
+                recovered = estimate >= threshold + settings.performance.recovery_margin
+                self._level_alert(
+                    ctx,
+                    "performance",
+                    "expected_accuracy",
+                    "threshold",
+                    level=1 if below else 0 if recovered else None,
+                    value=estimate,
+                    threshold=threshold,
+                    window=model.expected.window_n,
+                    stats=model.expected.stats(),
+                    message=(
+                        f"{model.model_id}: estimated accuracy from scores {estimate:.3g} is "
+                        f"below {threshold:g} over the last {model.expected.window_n} predictions "
+                        "(label-free; assumes calibrated scores)."
+                    ),
+                )
+
+    def _watch_features(self, ctx: _Ctx, features: Mapping[str, object]) -> None:
+        """Page-Hinkley and PSI per feature; missing, type-change and unseen-category rates."""
+        model, settings = ctx.model, ctx.settings
+        dd, dq = settings.data_drift, settings.data_quality
+        kinds = model.feature_kinds
+        missing = wrong_type = unseen = 0
+        for name, raw in features.items():
+            if raw is None:
+                missing += 1
+                continue
+            kind = "n" if _is_number(raw) else "c"
+            known = kinds.get(name)
+            if known is None:
+                if len(kinds) >= dd.max_features:
+                    continue
+                kinds[name] = known = kind
+            if kind != known:
+                wrong_type += 1
+                continue
+            if not dd.enabled:
+                continue
+            if kind == "n":
+                value = float(raw)  # type: ignore[arg-type]
+                if not math.isfinite(value):
+                    continue
+                det = model.features.get(name)
+                if det is None:
+                    det = model.features[name] = _numeric(dd, model.model_id, name)
+                det.update(value)
+                if det.drift_detected:
+                    self._drift(ctx, "data_drift", f"feature:{name}", det, value)
+                    model.features[name] = _numeric(dd, model.model_id, name)
+            if dd.psi.enabled:
+                psi = model.psi.get(name)
+                if psi is None:
+                    psi = model.psi[name] = _psi(dd.psi, kind)
+                if isinstance(psi, CategoricalPSI):
+                    category = raw if isinstance(raw, (str, bool)) else str(raw)
+                    unseen += psi.is_unseen(category)
+                    psi.update(category)
+                else:
+                    psi.update(float(raw))  # type: ignore[arg-type]
+                if psi.just_checked:
+                    self._psi_alert(ctx, name, psi)
+        missing += sum(1 for name in kinds if name not in features)
+        if dq.enabled:
+            if model.quality is None:
+                model.quality = DataQualityRates(
+                    window=dq.window,
+                    min_samples=dq.min_samples,
+                    threshold={
+                        "missing": dq.max_missing_rate,
+                        "non_finite": 1.0,
+                        "wrong_type": dq.max_wrong_type_rate,
+                        "unseen_category": dq.max_unseen_category_rate,
+                    },
+                )
+            quality = model.quality
+            quality.update(
+                total_fields=max(len(kinds), len(features)),
+                missing=missing,
+                wrong_type=wrong_type,
+                unseen_category=unseen,
+            )
+            rates = quality.rates()
+            breached = set(quality.breached)
+            qstats = quality.stats()
+            window_n = int(qstats["window_n"])
+            for rate in ("missing", "wrong_type", "unseen_category"):
+                current = rates.get(f"{rate}_rate", 0.0)
+                limit = float(getattr(dq, f"max_{rate}_rate"))
+                self._level_alert(
+                    ctx,
+                    "data_quality",
+                    f"{rate}_rate",
+                    "threshold",
+                    level=1 if rate in breached else 0 if current <= limit / 2 else None,
+                    value=current,
+                    threshold=limit,
+                    window=window_n,
+                    stats=qstats,
+                    message=(
+                        f"{model.model_id}: {rate.replace('_', ' ')} rate {current:.3g} is above "
+                        f"{limit:g} over the last {window_n} predictions."
+                    ),
+                )
+
+    def _psi_alert(self, ctx: _Ctx, name: str, psi: NumericPSI | CategoricalPSI) -> None:
+        stats = psi.stats()
+        level = 2 if psi.drift_detected else 1 if psi.warning_detected else 0
+        self._level_alert(
+            ctx,
+            "data_drift",
+            f"feature:{name}",
+            "psi",
+            level=level,
+            value=stats["psi"],
+            threshold=stats["drift_level"] if level == 2 else stats["warning_level"],
+            window=int(stats["window_n"]),
+            stats=stats,
+            message=(
+                f"{ctx.model.model_id}: the distribution of feature {name!r} moved away from its "
+                f"reference: PSI {stats['psi']:.3g}, Jensen-Shannon distance {stats['js']:.3g} "
+                f"over the last {int(stats['window_n'])} values."
+            ),
+        )
+
+    def _watch_latency(self, ctx: _Ctx, latency_ms: float) -> None:
+        """A latency quantile against its threshold; Page-Hinkley for creeping latency."""
+        model, lat = ctx.model, ctx.settings.latency
+        if model.latency is None:
+            model.latency = LatencyQuantile(
+                q=lat.quantile,
+                threshold_ms=lat.threshold_ms,
+                min_samples=lat.min_samples,
+                window=lat.window,
+            )
+        model.latency.update(latency_ms)
+        if lat.threshold_ms is not None:
+            stats = model.latency.stats()
+            q = stats["quantile"]
+            self._level_alert(
+                ctx,
+                "performance",
+                "latency_ms",
+                "threshold",
+                level=1 if model.latency.drift_detected else 0,
+                value=q,
+                threshold=lat.threshold_ms,
+                window=int(stats["count"]),
+                stats=stats,
+                message=(
+                    f"{model.model_id}: p{lat.quantile * 100:g} latency {q:.4g} ms is above "
+                    f"{lat.threshold_ms:g} ms over recent predictions."
+                ),
+            )
+        if lat.page_hinkley.enabled:
+            if model.latency_ph is None:
+                model.latency_ph = _page_hinkley(lat.page_hinkley, mode="up")
+            model.latency_ph.update(latency_ms)
+            if model.latency_ph.drift_detected:
+                self._drift(ctx, "performance", "latency_ms", model.latency_ph, latency_ms)
+                model.latency_ph = _page_hinkley(lat.page_hinkley, mode="up")
+
+    def _drift(
+        self,
+        ctx: _Ctx,
+        alert_type: AlertType,
+        signal: str,
+        det: StandardizedPageHinkley | KSWIN,
+        value: float,
+    ) -> None:
+        stats = det.stats()
+        if isinstance(det, KSWIN):
+            detector, threshold = "kswin", det.alpha
+            message = (
+                f"{ctx.model.model_id}: the distribution of {signal} changed (KSWIN: "
+                f"Kolmogorov-Smirnov p-value {stats['p_value']:.3g} < {det.alpha:g})."
+            )
+        else:
+            detector, threshold = "page_hinkley", det.threshold
+            direction = "rose above" if stats["up"] >= stats["down"] else "fell below"
+            message = (
+                f"{ctx.model.model_id}: {signal} {direction} its baseline "
+                f"(mean {stats['mean']:.4g}, sd {stats['std']:.4g}); the Page-Hinkley statistic "
+                f"reached {stats['statistic']:.3g} > {det.threshold:g} standard deviations."
+            )
+        self._raise(
+            ctx,
+            alert_type=alert_type,
+            signal=signal,
+            detector=detector,
+            severity="warning",
+            value=value,
+            threshold=threshold,
+            window=int(det.n),
+            stats=stats,
+            message=message,
+        )
+
+    # -- labels and outcomes ----------------------------------------------------------------
+    def _on_label(
+        self, part: PartitionState, ev: Label, pos: SourcePosition, out: BatchResult
+    ) -> None:
+        model = self._model(part, ev.model_id)
+        model.counters["labels"] += 1
+        part.join.add_label(
+            BufferedLabel(
+                ev.model_id, ev.prediction_id, ev.label, ev.timestamp_ms, pos.offset, pos.index
+            )
+        )
+        self._release(part, False, out)
+
+    def _release(self, part: PartitionState, caught_up: bool, out: BatchResult) -> None:
+        for item in part.join.release(caught_up):
+            if item is not None:
+                self._on_join(part, item, out)
+
+    def _on_join(self, part: PartitionState, item: Outcome | Expired, out: BatchResult) -> None:
+        if isinstance(item, Expired):
+            self._on_expired(part, item)
+        else:
+            self._on_outcome(part, item, out)
+
+    def _on_expired(self, part: PartitionState, item: Expired) -> None:
+        model = self._model(part, item.model_id)
+        model.counters[
+            "expired_predictions" if item.kind == "prediction" else "expired_labels"
+        ] += 1
+
+    def _on_outcome(self, part: PartitionState, o: Outcome, out: BatchResult) -> None:
+        settings = self.settings_for(o.model_id)
+        model = self._model(part, o.model_id)
+        if model.task is None:  # cannot happen: the prediction created the task
+            return
+        if model.task == "regression":
+            if not (_is_number(o.label) and _is_number(o.prediction)):
+                out.counts["label_type_errors"] += 1
+                return
+            error = abs(float(o.prediction) - float(o.label))
+        else:
+            error = 0.0 if o.prediction == o.label else 1.0
+        model.counters["joined"] += 1
+        if o.via == "prediction":
+            model.counters["late_joins"] += 1
+        count = model.counters["joined"]
+        source = "labels" if o.via == "label" else "predictions"
+        pos = SourcePosition(source, part.partition, o.offset, o.index)
+        ctx = _Ctx(part, model, settings, out, pos, count, o.prediction_id, o.timestamp_ms)
+
+        if isinstance(model.error, StandardizedPageHinkley):
+            model.error.update(error)
+            if model.error.drift_detected:
+                self._drift(ctx, "concept_drift", "abs_error", model.error, error)
+                model.error = _page_hinkley(settings.concept_drift.abs_error, mode="up")
+        elif model.error is not None:
+            model.error.update(error)
+            if model.error.drift_detected:
+                self._concept_drift(ctx)
+        if model.classification is not None:
+            model.classification.update(o.label, o.prediction)
+        if model.rmse is not None:
+            model.rmse.update(error)
+        if model.performance is not None:
+            if isinstance(model.performance, WindowedAccuracy):
+                model.performance.update(error == 0.0)
+            else:
+                model.performance.update(error)
+            self._check_performance(ctx)
+        if model.baseline is not None:
+            self._check_baseline(ctx, 1.0 - error if model.task == "classification" else error)
+
+    def _concept_drift(self, ctx: _Ctx) -> None:
+        model = ctx.model
+        assert model.error is not None and not isinstance(model.error, StandardizedPageHinkley)
+        stats = model.error.stats()
+        name = ctx.settings.concept_drift.detector
+        value: float | None
+        threshold: float | None
+        window: int | None
+        if isinstance(model.error, ADWIN):
+            before, after = stats["mean_before"], stats["mean_after"]
+            if not after > before:
+                ctx.out.counts["improvements"] += 1  # error fell: a change, nothing to page about
+                return
+            critical = after >= 2 * before or after - before >= 0.1
+            message = (
+                f"{model.model_id}: the error rate changed (ADWIN, delta={model.error.delta:g}): "
+                f"{before:.3g} over the older {int(stats['n_before'])} labelled predictions, "
+                f"{after:.3g} over the {int(stats['n_after'])} since."
+            )
+            value, threshold, window = after, model.error.delta, int(stats.get("width", 0))
+        else:
+            # DDM & co. test for a rising error rate only (one-sided, as river's defaults)
+            perf = model.performance
+            value = None if perf is None or perf.value is None else 1.0 - float(perf.value)
+            critical, threshold, window = False, None, None
+            message = f"{model.model_id}: {name.upper()} detected a rise in the error rate" + (
+                f" (windowed error rate {value:.3g})." if value is not None else "."
+            )
+        self._raise(
+            ctx,
+            alert_type="concept_drift",
+            signal="error_rate",
+            detector=name,
+            severity="critical" if critical else "warning",
+            value=value,
+            threshold=threshold,
+            window=window,
+            stats=stats,
+            message=message,
+        )
+
+    def _check_performance(self, ctx: _Ctx) -> None:
+        """Windowed accuracy (or MAE) against its absolute threshold, warning then critical.
+
+        The level re-arms only once the metric is back beyond the threshold by
+        ``recovery_margin`` (hysteresis), so a model hovering at the threshold, or staying bad,
+        raises one warning and at most one critical rather than one alert per cooldown.
+        """
+        model, cfg = ctx.model, ctx.settings.performance
+        perf = model.performance
+        if perf is None or perf.window_n < cfg.min_samples or perf.value is None:
+            return
+        value = float(perf.value)
+        if model.task == "classification":
+            if cfg.min_accuracy is None:
+                return
+            signal, threshold, worse = "accuracy", cfg.min_accuracy, "below"
+            bad = value < threshold
+            critical = value < threshold - cfg.critical_margin
+            recovered = value >= threshold + cfg.recovery_margin
+        else:
+            if cfg.max_mae is None:
+                return
+            signal, threshold, worse = "mae", cfg.max_mae, "above"
+            bad = value > threshold
+            critical = value > threshold * (1 + cfg.critical_margin)
+            recovered = value <= threshold * (1 - cfg.recovery_margin)
+        self._level_alert(
+            ctx,
+            "performance",
+            signal,
+            "threshold",
+            level=2 if critical else 1 if bad else 0 if recovered else None,
+            value=value,
+            threshold=threshold,
+            window=int(perf.window_n),
+            stats={"windowed": value, "cumulative": perf.cumulative, "n": perf.n},
+            message=(
+                f"{model.model_id}: windowed {signal} {value:.3g} is {worse} the threshold "
+                f"{threshold:g} over the last {perf.window_n} labelled predictions."
+            ),
+        )
+
+    def _check_baseline(self, ctx: _Ctx, value: float) -> None:
+        """A drop from the model's own baseline window (accuracy down, or |error| up)."""
+        base = ctx.model.baseline
+        assert base is not None
+        base.update(value)
+        if not base.ready:
+            return
+        signal = "accuracy" if ctx.model.task == "classification" else "mae"
+        stats = base.stats()
+        self._level_alert(
+            ctx,
+            "performance",
+            signal,
+            "baseline",
+            level=1 if base.drift_detected else 0,
+            value=stats["current"],
+            threshold=stats["baseline"],
+            window=int(stats["window_n"]),
+            stats=stats,
+            message=(
+                f"{ctx.model.model_id}: windowed {signal} {stats['current']:.3g} is "
+                f"{abs(stats['drop']):.3g} worse than the model's own baseline "
+                f"{stats['baseline']:.3g}."
+            ),
+        )
+
+    # -- alert policy -----------------------------------------------------------------------
+    def _level_alert(
+        self,
+        ctx: _Ctx,
+        alert_type: AlertType,
+        signal: str,
+        detector: str,
+        *,
+        level: int | None,
+        value: float | None,
+        threshold: float | None,
+        window: int | None,
+        stats: dict[str, Any],
+        message: str,
+    ) -> None:
+        """For conditions that hold over time: page on entering a level, again on escalation.
+
+        ``level`` 0 re-arms, ``None`` keeps the current level (between re-arm and alarm).
+        """
+        key = f"{signal}|{detector}"
+        levels = ctx.model.levels
+        if level is None:
+            return
+        if level == 0:
+            levels.pop(key, None)
+            return
+        if level <= levels.get(key, 0):
+            return
+        if self._raise(
+            ctx,
+            alert_type=alert_type,
+            signal=signal,
+            detector=detector,
+            severity="critical" if level >= 2 else "warning",
+            value=value,
+            threshold=threshold,
+            window=window,
+            stats=stats,
+            message=message,
+        ):
+            levels[key] = level
+
+    def _raise(
+        self,
+        ctx: _Ctx,
+        *,
+        alert_type: AlertType,
+        signal: str,
+        detector: str,
+        severity: Severity,
+        value: float | None,
+        threshold: float | None,
+        window: int | None,
+        stats: dict[str, Any],
+        message: str,
+    ) -> bool:
+        """Emit unless inside the (model, signal, detector) cooldown, counted in events."""
+        model = ctx.model
+        key = f"{signal}|{detector}"
+        last = model.last_alert.get(key)
+        if last is not None and ctx.count - last < ctx.settings.cooldown_events:
+            ctx.out.counts["suppressed_by_cooldown"] += 1
+            return False
+        model.last_alert[key] = ctx.count
+        model.counters["alerts"] += 1
+        ctx.out.alerts.append(
+            Alert(
+                alert_id=alert_id(model.model_id, signal, detector, ctx.pos),
+                type=alert_type,
+                model_id=model.model_id,
+                model_version=model.model_version,
+                signal=signal,
+                detector=detector,
+                severity=severity,
+                prediction_id=ctx.prediction_id,
+                observed_at_ms=ctx.observed_ms,
+                value=value,
+                threshold=threshold,
+                window=window,
+                stats=stats,
+                message=message,
+            )
+        )
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    """What an alert decision needs to know about the event being applied."""
+
+    part: PartitionState
+    model: ModelState
+    settings: Detection
+    out: BatchResult
+    pos: SourcePosition
+    count: int  # the model's event counter for cooldowns (predictions or joined outcomes)
+    prediction_id: str
+    observed_ms: int
+
+
+def _numeric(
+    settings: NumericDriftSettings, model_id: str, signal: str
+) -> StandardizedPageHinkley | KSWIN:
+    """The configured drift detector for a numeric signal.
+
+    KSWIN samples at random: its seed comes from the model and signal, so a replay draws the
+    same samples and raises the same alerts.
+    """
+    if settings.detector == "kswin":
+        seed = zlib.crc32(f"{model_id}\x1f{signal}".encode())
+        return KSWIN(
+            alpha=settings.kswin_alpha,
+            window_size=settings.kswin_window_size,
+            stat_size=settings.kswin_stat_size,
+            seed=seed,
+        )
+    return _page_hinkley(settings)
+
+
+def _page_hinkley(settings: PageHinkleySettings, mode: str = "both") -> StandardizedPageHinkley:
+    return StandardizedPageHinkley(
+        warmup=settings.warmup, delta=settings.delta, threshold=settings.threshold, mode=mode
+    )
+
+
+def _psi(settings: PSISettings, kind: str) -> NumericPSI | CategoricalPSI:
+    if kind == "n":
+        return NumericPSI(
+            reference_size=settings.reference_size,
+            window=settings.window,
+            bins=settings.bins,
+            warning=settings.warning,
+            critical=settings.critical,
+        )
+    return CategoricalPSI(
+        reference_size=settings.reference_size,
+        window=settings.window,
+        max_categories=settings.max_categories,
+        warning=settings.warning,
+        critical=settings.critical,
+    )
