@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ _MIN_SKEW_MS = 1_000
 _MAX_SKEW_MS = 60_000  # unacknowledged alerts after this long are reported as a Kafka outage
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
+_FAIL_EXIT_AFTER_S = 20.0
+_FAIL_EXIT_CODE = 70  # EX_SOFTWARE
 
 T = TypeVar("T")
 EndOffsetsFn = Callable[[list[TP]], Awaitable[Mapping[TP, int]]]
@@ -178,9 +181,9 @@ class WorkerRuntime:
             "Records fetched before the latest rebalance, dropped (they are fetched again)",
             registry=r,
         )
-        self.resume_gaps = Counter(
-            "driftline_resume_gaps",
-            "Assignments whose first record was past the stored position (records gone)",
+        self.offset_holes = Counter(
+            "driftline_offset_holes",
+            "Holes in an input partition's offsets that were still there after a re-fetch",
             registry=r,
         )
         self.paused_gauge = Gauge(
@@ -192,9 +195,15 @@ class WorkerRuntime:
         self.generation = -1
         # bumped by every revocation, so a load that a newer rebalance overtook is abandoned
         self._rebalances = 0
-        # input partition -> stored position to resume at; checked against the first record
-        self._resume: dict[TP, int] = {}
         self.failed: BaseException | None = None
+        self._crash_task: asyncio.Task[None] | None = None
+        # per input partition, the hole (expected, got) last seen; the same hole twice is real
+        self._holes: dict[TP, tuple[int, int]] = {}
+        self.refetched = Counter(
+            "driftline_records_refetched",
+            "Records after a hole in the fetched offsets, dropped and fetched again",
+            registry=r,
+        )
         # input partitions paused because their topic ran ahead of the other in event time
         self._paused: set[TP] = set()
         ttl = config.join.ttl_ms
@@ -213,7 +222,7 @@ class WorkerRuntime:
         for p in gone:
             self.parts.pop(p, None)
         self.generation = -1
-        self._resume.clear()
+        self._holes.clear()
         self._paused.clear()  # faust pauses and resumes everything around a rebalance
         self.metrics.partitions.set(len(self.parts))
         if gone:
@@ -267,7 +276,6 @@ class WorkerRuntime:
                     raise _Superseded
                 self.parts = loaded
                 self.generation = generation
-                self._resume = dict(resume)
                 self.metrics.partitions.set(len(loaded))
         except _Superseded:
             log.info("assignment of generation %s superseded by a newer rebalance", generation)
@@ -303,7 +311,9 @@ class WorkerRuntime:
             raise WorkerFailed("worker stopped after an earlier failure") from self.failed
         async with self.lock:
             by_partition: dict[int, list[SourceRecord]] = {}
-            stale = 0
+            stale = dropped = 0
+            nxt: dict[TP, int] = {}  # next offset expected per input partition in this batch
+            cut: set[TP] = set()  # input partitions with a hole in this batch: sought back
             for event in events:
                 m = event.message
                 if m.generation_id != self.generation or m.partition not in self.parts:
@@ -312,25 +322,17 @@ class WorkerRuntime:
                     stale += 1
                     continue
                 tp = m.tp
-                expected = self._resume.pop(tp, None)
-                if expected is not None and m.offset > expected:
-                    self.resume_gaps.inc()
-                    log.error(
-                        "%s[%d]: first record after assignment is at offset %d but the stored "
-                        "position is %d; offsets %d..%d are not in Kafka (retention?) and are "
-                        "not applied",
-                        m.topic,
-                        m.partition,
-                        m.offset,
-                        expected,
-                        expected,
-                        m.offset - 1,
-                    )
+                if tp in cut or not self._contiguous(tp, m.offset, nxt):
+                    cut.add(tp)
+                    dropped += 1
+                    continue
                 by_partition.setdefault(m.partition, []).append(
                     SourceRecord(
                         m.topic, m.partition, m.offset, m.key, m.value, round(m.timestamp * 1000)
                     )
                 )
+            if dropped:
+                self.refetched.inc(dropped)
             if stale:
                 self.stale_generation.inc(stale)
                 self.metrics.records_not_owned.inc(stale)
@@ -339,13 +341,52 @@ class WorkerRuntime:
                 if part is None:  # revoked while an earlier partition's batch was written
                     self.metrics.records_not_owned.inc(len(records))
                     continue
-                caught_up = await self._caught_up(p)
+                caught_up = await self._caught_up(part)
+                if self.parts.get(p) is not part:  # revoked while asking the broker
+                    self.metrics.records_not_owned.inc(len(records))
+                    continue
                 result = self.processor.apply(
                     part, records, predictions_caught_up=caught_up[0], labels_caught_up=caught_up[1]
                 )
                 await self._finish(part, result)
                 if self.parts.get(p) is part:
                     await self._align(part)
+            for tp in cut:
+                part = self.parts.get(tp.partition)
+                if part is not None and tp not in self._paused:
+                    # a paused partition is sought when it is resumed
+                    await self.app.consumer.seek_wait({tp: part.offsets[self._kinds[tp.topic]] + 1})
+
+    def _contiguous(self, tp: TP, offset: int, nxt: dict[TP, int]) -> bool:
+        """Whether ``offset`` follows the last applied (or earlier in-batch) record of ``tp``.
+
+        Records can go missing between fetch and agent: faust drops the records of a partition
+        that is paused while its fetch is handed out. Applying past such a hole would lose them
+        for good, so the batch is cut there and the partition sought back. A hole that is really
+        in the log (transaction markers, compaction) shows up again at the same place right
+        after the seek, and is then accepted.
+        """
+        part = self.parts[tp.partition]
+        expected = nxt.get(tp, part.offsets[self._kinds[tp.topic]] + 1)
+        if offset < expected:  # already applied: the processor skips it
+            return True
+        if offset != expected and self._holes.get(tp) == (expected, offset):
+            self.offset_holes.inc()
+            log.error(
+                "%s[%d]: offsets %d..%d are not in Kafka (retention, compaction or transaction "
+                "markers) and are not applied",
+                tp.topic,
+                tp.partition,
+                expected,
+                offset - 1,
+            )
+        elif offset != expected:
+            log.debug("%s: expected offset %d, got %d; seeking back", tp, expected, offset)
+            self._holes[tp] = (expected, offset)
+            return False
+        self._holes.pop(tp, None)
+        nxt[tp] = offset + 1
+        return True
 
     async def tick(self) -> None:
         """Release labels of idle partitions whose prediction stream has nothing more to read."""
@@ -355,10 +396,12 @@ class WorkerRuntime:
             async with self.lock:
                 for p, part in list(self.parts.items()):
                     await self._align(part)
+                    if self.parts.get(p) is not part:  # revoked during the await
+                        continue
                     if not part.join.buffer and not part.join.pending:
                         continue
-                    caught_up = await self._caught_up(p)
-                    if not caught_up[0]:
+                    caught_up = await self._caught_up(part)
+                    if not caught_up[0] or self.parts.get(p) is not part:
                         continue
                     before = part.join.pending
                     result = self.processor.apply(
@@ -416,7 +459,7 @@ class WorkerRuntime:
             return False
         return high is not None and offset + 1 >= high
 
-    async def _caught_up(self, partition: int) -> tuple[bool, bool]:
+    async def _caught_up(self, part: PartitionState) -> tuple[bool, bool]:
         """Whether each input topic's partition has nothing more to read right now.
 
         The consumer's cached high watermark comes from the last fetch and may predate records
@@ -425,7 +468,7 @@ class WorkerRuntime:
         (a prediction acked before its label was produced is then always seen as unread), which
         keeps the release order of labels independent of fetch timing.
         """
-        part = self.parts[partition]
+        partition = part.partition
         tps = (TP(self.topics.predictions, partition), TP(self.topics.labels, partition))
         positions = (part.offsets["predictions"] + 1, part.offsets["labels"] + 1)
         maybe: list[TP] = []
@@ -588,7 +631,21 @@ class WorkerRuntime:
             exc_info=exc,
         )
         self.metrics.checkpoint_failures.labels(reason="worker_failed").inc()
-        await self.app.crash(exc)
+        # Crash from a task of its own: awaited from inside the agent, faust's consumer shutdown
+        # waits for the very batch that is failing and the process never exits. The watchdog is
+        # the last resort if shutdown hangs anyway; the state is safe in Redis either way.
+        self._crash_task = asyncio.get_running_loop().create_task(self.app.crash(exc))
+        watchdog = threading.Timer(_FAIL_EXIT_AFTER_S, _hard_exit, args=(_FAIL_EXIT_CODE,))
+        watchdog.daemon = True
+        watchdog.start()
+
+
+def _hard_exit(code: int) -> None:
+    log.critical(
+        "worker did not shut down within %.0f s of a fatal error; exiting", _FAIL_EXIT_AFTER_S
+    )
+    logging.shutdown()
+    os._exit(code)
 
 
 class EndOffsets:
