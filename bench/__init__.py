@@ -31,7 +31,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Order is the order ``python -m bench`` runs them in.
 BENCHMARKS: dict[str, str] = {
     "detection": "bench.detection",
-    # "throughput": "bench.throughput",  # add this line when bench/throughput.py lands
+    "throughput": "bench.throughput",
 }
 # ---------------------------------------------------------------------------------------------
 
