@@ -315,18 +315,25 @@ class Processor:
                 unseen_category=unseen,
             )
             rates = quality.rates()
-            breached = set(quality.breached)
-            qstats = quality.stats()
-            window_n = int(qstats["window_n"])
-            for rate in ("missing", "wrong_type", "unseen_category"):
-                current = rates.get(f"{rate}_rate", 0.0)
-                limit = float(getattr(dq, f"max_{rate}_rate"))
+            breached = quality.breached
+            for rate, limit in (
+                ("missing", dq.max_missing_rate),
+                ("wrong_type", dq.max_wrong_type_rate),
+                ("unseen_category", dq.max_unseen_category_rate),
+            ):
+                signal = f"{rate}_rate"
+                current = rates.get(signal, 0.0)
+                level = 1 if rate in breached else 0 if current <= limit / 2 else None
+                if not self._level_due(ctx, signal, "threshold", level):
+                    continue
+                qstats = quality.stats()
+                window_n = int(qstats["window_n"])
                 self._level_alert(
                     ctx,
                     "data_quality",
-                    f"{rate}_rate",
+                    signal,
                     "threshold",
-                    level=1 if rate in breached else 0 if current <= limit / 2 else None,
+                    level=level,
                     value=current,
                     threshold=limit,
                     window=window_n,
@@ -368,7 +375,8 @@ class Processor:
                 window=lat.window,
             )
         model.latency.update(latency_ms)
-        if lat.threshold_ms is not None:
+        level = 1 if model.latency.drift_detected else 0
+        if lat.threshold_ms is not None and self._level_due(ctx, "latency_ms", "threshold", level):
             stats = model.latency.stats()
             q = stats["quantile"]
             self._level_alert(
@@ -376,7 +384,7 @@ class Processor:
                 "performance",
                 "latency_ms",
                 "threshold",
-                level=1 if model.latency.drift_detected else 0,
+                level=level,
                 value=q,
                 threshold=lat.threshold_ms,
                 window=int(stats["count"]),
@@ -569,12 +577,15 @@ class Processor:
             bad = value > threshold
             critical = value > threshold * (1 + cfg.critical_margin)
             recovered = value <= threshold * (1 - cfg.recovery_margin)
+        level = 2 if critical else 1 if bad else 0 if recovered else None
+        if not self._level_due(ctx, signal, "threshold", level):
+            return
         self._level_alert(
             ctx,
             "performance",
             signal,
             "threshold",
-            level=2 if critical else 1 if bad else 0 if recovered else None,
+            level=level,
             value=value,
             threshold=threshold,
             window=int(perf.window_n),
@@ -593,13 +604,16 @@ class Processor:
         if not base.ready:
             return
         signal = "accuracy" if ctx.model.task == "classification" else "mae"
+        level = 1 if base.drift_detected else 0
+        if not self._level_due(ctx, signal, "baseline", level):
+            return
         stats = base.stats()
         self._level_alert(
             ctx,
             "performance",
             signal,
             "baseline",
-            level=1 if base.drift_detected else 0,
+            level=level,
             value=stats["current"],
             threshold=stats["baseline"],
             window=int(stats["window_n"]),
@@ -612,6 +626,18 @@ class Processor:
         )
 
     # -- alert policy -----------------------------------------------------------------------
+    @staticmethod
+    def _level_due(ctx: _Ctx, signal: str, detector: str, level: int | None) -> bool:
+        """Whether ``level`` would page: callers build the evidence only then (it is costly to
+        build for every event, and nearly every event changes nothing). Re-arms on level 0."""
+        if level is None:
+            return False
+        key = f"{signal}|{detector}"
+        if level == 0:
+            ctx.model.levels.pop(key, None)
+            return False
+        return level > ctx.model.levels.get(key, 0)
+
     def _level_alert(
         self,
         ctx: _Ctx,
