@@ -38,6 +38,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.config import Config, Connections
+from streams.continuity import Continuity, OffsetContinuity
 from streams.metrics import WorkerMetrics
 from streams.processor import BatchResult, PartitionState, Processor, SourceRecord
 from streams.state import RedisStateStore, StaleEpochError, StateStore, take_checkpoint
@@ -197,8 +198,7 @@ class WorkerRuntime:
         self._rebalances = 0
         self.failed: BaseException | None = None
         self._crash_task: asyncio.Task[None] | None = None
-        # per input partition, the hole (expected, got) last seen; the same hole twice is real
-        self._holes: dict[TP, tuple[int, int]] = {}
+        self._continuity = OffsetContinuity()
         self.refetched = Counter(
             "driftline_records_refetched",
             "Records after a hole in the fetched offsets, dropped and fetched again",
@@ -222,7 +222,7 @@ class WorkerRuntime:
         for p in gone:
             self.parts.pop(p, None)
         self.generation = -1
-        self._holes.clear()
+        self._continuity.reset()
         self._paused.clear()  # faust pauses and resumes everything around a rebalance
         self.metrics.partitions.set(len(self.parts))
         if gone:
@@ -358,19 +358,14 @@ class WorkerRuntime:
                     await self.app.consumer.seek_wait({tp: part.offsets[self._kinds[tp.topic]] + 1})
 
     def _contiguous(self, tp: TP, offset: int, nxt: dict[TP, int]) -> bool:
-        """Whether ``offset`` follows the last applied (or earlier in-batch) record of ``tp``.
-
-        Records can go missing between fetch and agent: faust drops the records of a partition
-        that is paused while its fetch is handed out. Applying past such a hole would lose them
-        for good, so the batch is cut there and the partition sought back. A hole that is really
-        in the log (transaction markers, compaction) shows up again at the same place right
-        after the seek, and is then accepted.
-        """
+        """Whether to apply ``offset`` of ``tp`` now (see :mod:`streams.continuity`)."""
         part = self.parts[tp.partition]
         expected = nxt.get(tp, part.offsets[self._kinds[tp.topic]] + 1)
-        if offset < expected:  # already applied: the processor skips it
-            return True
-        if offset != expected and self._holes.get(tp) == (expected, offset):
+        verdict = self._continuity.check(tp, expected, offset)
+        if verdict is Continuity.HOLE:
+            log.debug("%s: expected offset %d, got %d; seeking back", tp, expected, offset)
+            return False
+        if verdict is Continuity.GONE:
             self.offset_holes.inc()
             log.error(
                 "%s[%d]: offsets %d..%d are not in Kafka (retention, compaction or transaction "
@@ -380,12 +375,8 @@ class WorkerRuntime:
                 expected,
                 offset - 1,
             )
-        elif offset != expected:
-            log.debug("%s: expected offset %d, got %d; seeking back", tp, expected, offset)
-            self._holes[tp] = (expected, offset)
-            return False
-        self._holes.pop(tp, None)
-        nxt[tp] = offset + 1
+        if verdict is not Continuity.APPLIED:
+            nxt[tp] = offset + 1
         return True
 
     async def tick(self) -> None:
