@@ -333,7 +333,8 @@ def alert_latency(stack: EmbeddedStack, workdir: Path, rate: float, seconds: flo
         per_model: dict[str, int] = {}
         monitor = Monitor(stack.bootstrap_servers, predictions_topic=topics["predictions"],
                           labels_topic=topics["labels"], acks=1)  # fmt: skip
-        predictions = int(rate * seconds / 2)
+        # enough predictions per model for a warm-up and two level flips, however slow the rate
+        predictions = max(int(rate * seconds / 2), MODELS * 400)
         period = max(150, predictions // MODELS // 3)
         step = 0.01
         start = time.perf_counter()
