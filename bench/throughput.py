@@ -173,7 +173,15 @@ def end_offsets(bootstrap: str, topics: list[str]) -> int:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
         tps = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
-        return sum(consumer.end_offsets(tps).values())
+        # right after a flush the broker has been seen to report end offsets that were still
+        # growing: read until two reads half a second apart agree
+        last = -1
+        while True:
+            now = int(sum(consumer.end_offsets(tps).values()))
+            if now == last:
+                return now
+            last = now
+            time.sleep(0.5)
     finally:
         consumer.close()
 
