@@ -656,14 +656,7 @@ class Processor:
 
         ``level`` 0 re-arms, ``None`` keeps the current level (between re-arm and alarm).
         """
-        key = f"{signal}|{detector}"
-        levels = ctx.model.levels
-        if level is None:
-            return
-        if level == 0:
-            levels.pop(key, None)
-            return
-        if level <= levels.get(key, 0):
+        if level is None or not self._level_due(ctx, signal, detector, level):
             return
         if self._raise(
             ctx,
@@ -677,7 +670,7 @@ class Processor:
             stats=stats,
             message=message,
         ):
-            levels[key] = level
+            ctx.model.levels[f"{signal}|{detector}"] = level
 
     def _raise(
         self,
