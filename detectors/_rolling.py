@@ -3,13 +3,13 @@
 The same arithmetic as `detectors.performance`: a ring buffer and a running window sum that is
 recomputed exactly (``math.fsum``) every `window` additions, so rounding error cannot build up, and
 a compensated (Neumaier) cumulative sum. Everything is in the state, so a restored mean continues
-bit-identically.
+bit-identically. The window is an ``array('d')`` ring (8 bytes a value).
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 
 from detectors.state import State, StateDecodeError, StateReader
 
@@ -36,7 +36,11 @@ class RollingMean:
             raise ValueError(f"window must be >= 1, got {window}")
         self.window = int(window)
         self.n = 0
-        self._buffer: deque[float] = deque(maxlen=self.window)
+        # The window, grown to `window` values as they arrive (a decoded window size is not trusted
+        # with an allocation up front), then a ring. The resum schedule doubles as the ring's
+        # position: while filling, _since_resum == len(_buffer); once full, the oldest value (the
+        # next to overwrite) is at _since_resum, so at each resum the ring is in window order.
+        self._buffer = array("d")
         self._window_sum = 0.0
         self._since_resum = 0
         self._cum_sum = 0.0
@@ -45,15 +49,22 @@ class RollingMean:
     def add(self, v: float) -> None:
         """Add one finite value (the caller checks it)."""
         buf = self._buffer
-        if len(buf) == self.window:
-            self._window_sum -= buf[0]
-        buf.append(v)
-        self._since_resum += 1
-        if self._since_resum >= self.window:
-            self._window_sum = math.fsum(buf)
+        window = self.window
+        i = self._since_resum
+        if len(buf) == window:
+            self._window_sum -= buf[i]
+            buf[i] = v
+        else:
+            buf.append(v)
+            if len(buf) == window:
+                self._buffer = buf = array("d", buf)  # exact size: drops the growth slack
+        i += 1
+        if i >= window:
+            self._window_sum = math.fsum(buf)  # oldest first, as the ring has come round
             self._since_resum = 0
         else:
             self._window_sum += v
+            self._since_resum = i
         s = self._cum_sum + v
         if abs(self._cum_sum) >= abs(v):
             self._cum_comp += (self._cum_sum - s) + v
@@ -62,9 +73,14 @@ class RollingMean:
         self._cum_sum = s
         self.n += 1
 
+    def _values(self) -> array[float]:
+        """The window's values, oldest first."""
+        buf, i = self._buffer, self._since_resum
+        return buf[i:] + buf[:i] if i and len(buf) == self.window else buf
+
     def clear_window(self) -> None:
         """Forget the window (the cumulative mean is kept)."""
-        self._buffer.clear()
+        self._buffer = array("d")
         self._window_sum = 0.0
         self._since_resum = 0
 
@@ -93,7 +109,7 @@ class RollingMean:
         return {
             "window": self.window,
             "n": self.n,
-            "buffer": [_compact(v) for v in self._buffer],
+            "buffer": [_compact(v) for v in self._values()],
             "window_sum": self._window_sum,
             "since_resum": self._since_resum,
             "cum_sum": self._cum_sum,
@@ -112,11 +128,16 @@ class RollingMean:
             raise StateDecodeError("rolling mean: buffer larger than the window or the count")
         if not all(math.isfinite(v) and low <= v <= high for v in buffer):
             raise StateDecodeError(f"rolling mean: values must be finite and in [{low}, {high}]")
-        m._buffer.extend(buffer)
         m._window_sum = r.get_float("window_sum", finite=True)
-        m._since_resum = r.get_int("since_resum", minimum=0)
-        if m._since_resum >= m.window:
-            raise StateDecodeError("rolling mean: since_resum must be below the window")
+        m._since_resum = i = r.get_int("since_resum", minimum=0)
+        if i >= m.window or (i != len(buffer) and len(buffer) < m.window):
+            raise StateDecodeError(
+                "rolling mean: since_resum must be below the window, and count the values "
+                "until the window is full"
+            )
+        # The ring puts the oldest value at since_resum (see __init__).
+        k = m.window - i
+        m._buffer = array("d", buffer[k:] + buffer[:k] if len(buffer) == m.window else buffer)
         m._cum_sum = r.get_float("cum_sum", finite=True)
         m._cum_comp = r.get_float("cum_comp", finite=True)
         return m

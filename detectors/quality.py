@@ -27,7 +27,9 @@ class DataQualityRates:
     Each update is one event: how many of its `total_fields` watched fields were missing,
     non-finite, of the wrong type, or an unseen category. A rate is problem fields over watched
     fields (over the window's events, or all events). Counting is exact (integers), so windowed
-    rates equal a direct computation.
+    rates equal a direct computation. The window is stored run-length encoded (consecutive
+    identical events are one row with a count), so a steady stream costs a few runs, not one
+    row per event.
 
     ``drift_detected`` is set on every update where, with at least `min_samples` events in the
     window, some windowed rate is above its threshold (level-triggered: the alert policy's
@@ -65,14 +67,20 @@ class DataQualityRates:
     `RATES`, ``window_n`` (events in the window), ``window_fields`` (fields in the window), ``n``
     (events since creation). Rates are 0 while no field was watched.
 
+    State: the window is ``rows`` (five lists, one per column: ``total_fields`` and the four
+    problem counts, one entry per run) and ``counts`` (events per run), oldest run first;
+    consecutive runs differ.
+
     """
 
     __slots__ = (
         "_breached",
-        "_buffer",
+        "_counts",
         "_cumulative",
         "_limits",
+        "_rows",
         "_window",
+        "_window_n",
         "drift_detected",
         "min_samples",
         "n",
@@ -103,7 +111,10 @@ class DataQualityRates:
         # Sums of (fields, missing, non_finite, wrong_type, unseen_category).
         self._window = [0] * 5
         self._cumulative = [0] * 5
-        self._buffer: deque[tuple[int, int, int, int, int]] = deque(maxlen=self.window)
+        # The window, run-length encoded: distinct consecutive rows and their event counts.
+        self._rows: deque[tuple[int, int, int, int, int]] = deque()
+        self._counts: deque[int] = deque()
+        self._window_n = 0
         self._breached: tuple[str, ...] = ()
 
     def update(
@@ -130,21 +141,36 @@ class DataQualityRates:
                 f"counts must be integers in [0, total_fields], got {(t, m, nf, wt, uc)} "
                 "(total_fields, missing, non_finite, wrong_type, unseen_category)"
             )
-        buf = self._buffer
+        row = (t, m, nf, wt, uc)
+        rows = self._rows
+        counts = self._counts
         win = self._window
-        if len(buf) == self.window:
-            o = buf[0]
-            win[0] -= o[0]
-            win[1] -= o[1]
-            win[2] -= o[2]
-            win[3] -= o[3]
-            win[4] -= o[4]
-        buf.append((t, m, nf, wt, uc))
-        win[0] += t
-        win[1] += m
-        win[2] += nf
-        win[3] += wt
-        win[4] += uc
+        if self._window_n == self.window:
+            o = rows[0]
+            c = counts[0]
+            if c == 1:
+                rows.popleft()
+                counts.popleft()
+            else:
+                counts[0] = c - 1
+            if o != row:  # an equal row leaves the sums as they are
+                win[0] += t - o[0]
+                win[1] += m - o[1]
+                win[2] += nf - o[2]
+                win[3] += wt - o[3]
+                win[4] += uc - o[4]
+        else:
+            self._window_n += 1
+            win[0] += t
+            win[1] += m
+            win[2] += nf
+            win[3] += wt
+            win[4] += uc
+        if rows and rows[-1] == row:
+            counts[-1] += 1
+        else:
+            rows.append(row)
+            counts.append(1)
         cum = self._cumulative
         cum[0] += t
         cum[1] += m
@@ -157,7 +183,7 @@ class DataQualityRates:
     def _evaluate(self) -> None:
         win = self._window
         fields = win[0]
-        if len(self._buffer) < self.min_samples or not fields:
+        if self._window_n < self.min_samples or not fields:
             self._breached = ()
         else:
             th = self._limits
@@ -201,21 +227,22 @@ class DataQualityRates:
         for name, rate in self.rates().items():
             out[f"{name}_rate"] = rate
             out[f"{name}_cumulative"] = cumulative[name]
-        out["window_n"] = float(len(self._buffer))
+        out["window_n"] = float(self._window_n)
         out["window_fields"] = float(self._window[0])
         out["n"] = float(self.n)
         return out
 
     def to_state(self) -> State:
-        """Parameters, cumulative sums and the window's rows (one list per column)."""
-        columns = list(zip(*self._buffer, strict=True)) if self._buffer else [()] * 5
+        """Parameters, cumulative sums and the window's runs (see the class notes)."""
+        columns = list(zip(*self._rows, strict=True)) if self._rows else [()] * 5
         return {
             "window": self.window,
             "thresholds": [self.thresholds[name] for name in RATES],
             "min_samples": self.min_samples,
             "n": self.n,
             "cumulative": list(self._cumulative),
-            "columns": [list(c) for c in columns],
+            "rows": [list(c) for c in columns],
+            "counts": list(self._counts),
         }
 
     @classmethod
@@ -237,29 +264,40 @@ class DataQualityRates:
             raise StateDecodeError(f"data_quality_rates: {exc}") from None
         q.n = r.get_int("n", minimum=0)
         cumulative = r.get_list("cumulative")
-        columns = r.get_list("columns")
+        columns = r.get_list("rows")
+        counts = r.get_list("counts")
         if len(cumulative) != 5 or len(columns) != 5:
             raise StateDecodeError("data_quality_rates: five sums and five columns expected")
         if not all(c.__class__ is int and c >= 0 for c in cumulative):
             raise StateDecodeError("data_quality_rates: sums must be integers >= 0")
-        if not all(isinstance(c, list) and len(c) == len(columns[0]) for c in columns):
-            raise StateDecodeError("data_quality_rates: columns must be lists of one length")
-        rows = list(zip(*columns, strict=True))
-        if len(rows) > q.window or len(rows) > q.n:
-            raise StateDecodeError("data_quality_rates: more rows than the window or the count")
-        for row in rows:
+        if not all(isinstance(c, list) and len(c) == len(counts) for c in columns):
+            raise StateDecodeError("data_quality_rates: one row entry per count expected")
+        if len(counts) > q.window:
+            raise StateDecodeError("data_quality_rates: more runs than the window")
+        if not all(c.__class__ is int and c > 0 for c in counts):
+            raise StateDecodeError("data_quality_rates: run counts must be integers > 0")
+        window_n = sum(counts)
+        if window_n > q.window or window_n > q.n:
+            raise StateDecodeError("data_quality_rates: more events than the window or the count")
+        rows: list[tuple[int, int, int, int, int]] = list(zip(*columns, strict=True))
+        win = q._window
+        previous = None
+        for row, count in zip(rows, counts, strict=True):
             if not all(v.__class__ is int and 0 <= v <= row[0] for v in row):
                 raise StateDecodeError("data_quality_rates: rows must be counts <= total_fields")
+            if row == previous:
+                raise StateDecodeError("data_quality_rates: consecutive runs must differ")
+            previous = row
             for i in range(5):
-                q._window[i] += row[i]
-        if any(
-            c < w or c > cumulative[0] for c, w in zip(cumulative[1:], q._window[1:], strict=True)
-        ):
+                win[i] += row[i] * count
+        if any(c < w or c > cumulative[0] for c, w in zip(cumulative[1:], win[1:], strict=True)):
             raise StateDecodeError("data_quality_rates: cumulative sums do not fit the window")
-        if cumulative[0] < q._window[0]:
+        if cumulative[0] < win[0]:
             raise StateDecodeError("data_quality_rates: cumulative sums do not fit the window")
         q._cumulative = list(cumulative)
-        q._buffer.extend(rows)
+        q._rows.extend(rows)
+        q._counts.extend(counts)
+        q._window_n = window_n
         q._evaluate()
         return q
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 from typing import Any
 
 import numpy as np
@@ -20,11 +21,16 @@ from tests.unit.detectors import statecheck
 def test_matches_direct_computation(scores: list[float], window: int) -> None:
     ea = ExpectedAccuracy(window=window)
     values = [max(s, 1.0 - s) if s != 0.5 else 0.5 for s in scores]
+    quantised = [round(v * 65535) for v in values]
     for i, s in enumerate(scores):
         ea.update(s)
-        recent = values[max(0, i + 1 - window) : i + 1]
-        assert ea.value == pytest.approx(math.fsum(recent) / len(recent), rel=1e-12)
+        start = max(0, i + 1 - window)
+        recent = values[start : i + 1]
+        # The window is kept in uint16 steps of 1/65535: exact on those, within half a step.
+        assert ea.value == sum(quantised[start : i + 1]) / (len(recent) * 65535)
+        assert ea.value == pytest.approx(math.fsum(recent) / len(recent), abs=0.5 / 65535)
         assert ea.cumulative == pytest.approx(math.fsum(values[: i + 1]) / (i + 1), rel=1e-12)
+        assert ea.window_n == len(recent)
     if not scores:
         assert ea.value is None and ea.cumulative is None and ea.stats() == {}
 
@@ -55,9 +61,9 @@ def test_less_confident_scores_show_as_a_drop() -> None:
 def test_predicted_class_and_threshold() -> None:
     ea = ExpectedAccuracy(threshold=0.8)
     ea.update(0.7)  # predicted negative at threshold 0.8: right with probability 0.3
-    assert ea.value == pytest.approx(0.3)
+    assert ea.value == pytest.approx(0.3, abs=1e-5)
     ea.update(0.7, predicted_positive=True)
-    assert ea.value == pytest.approx(0.5)
+    assert ea.value == pytest.approx(0.5, abs=1e-5)
 
 
 def test_inputs_and_parameters_are_checked() -> None:
@@ -111,8 +117,26 @@ def test_corrupt_state_is_refused(case: str) -> None:
     statecheck.every_truncation_is_refused(ea)
     statecheck.fields_are_validated(ea, feed, sample(1, 20))
     state = ea.to_state()
-    with pytest.raises(StateDecodeError):
-        ExpectedAccuracy.from_state({**state, "mean": {**state["mean"], "buffer": [1.5]}})
+    values = state["values"]
+    for bad in (
+        {"values": values[:-1]},  # not whole uint16s
+        {"values": values + bytes(2)},  # more values than the window
+        {"values": [1.0]},
+        {"n": 2},  # more values than predictions
+        {"cum_sum": 21.0},  # more than one per prediction
+        {"cum_sum": -0.5},
+    ):
+        with pytest.raises(StateDecodeError):
+            ExpectedAccuracy.from_state({**state, **bad})
+
+
+def test_window_is_little_endian_uint16_oldest_first() -> None:
+    ea = ExpectedAccuracy(window=3)
+    for s in (0.9, 0.25, 0.5, 1.0):
+        ea.update(s)
+    expected = [round(c * 65535) for c in (0.75, 0.5, 1.0)]
+    assert ea.to_state()["values"] == struct.pack("<3H", *expected)
+    assert ea.value == sum(expected) / (3 * 65535)
 
 
 @settings(max_examples=40, deadline=None)
@@ -128,5 +152,5 @@ def test_state_size() -> None:
     ea = ExpectedAccuracy()
     for x in sample(4, 1000):
         feed(ea, x)
-    assert len(decode(encode(ea)).to_state()["mean"]["buffer"]) == 500
-    assert len(encode(ea)) < 4700  # 500 float64 values
+    assert len(decode(encode(ea)).to_state()["values"]) == 1000
+    assert len(encode(ea)) < 1200  # 500 uint16 values

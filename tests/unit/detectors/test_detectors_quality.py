@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -61,6 +63,69 @@ def test_matches_direct_computation(
         assert q.drift_detected == bool(breached)
 
 
+class Naive:
+    """Reference: every event's row in a deque, sums recomputed from scratch."""
+
+    def __init__(self, window: int, threshold: float, min_samples: int) -> None:
+        self.rows: deque[Row] = deque(maxlen=window)
+        self.seen: list[Row] = []
+        self.threshold, self.min_samples = threshold, min_samples
+
+    def update(self, row: Row) -> None:
+        self.rows.append(row)
+        self.seen.append(row)
+
+    def stats(self) -> dict[str, float]:
+        win = [sum(r[i] for r in self.rows) for i in range(5)]
+        cum = [sum(r[i] for r in self.seen) for i in range(5)]
+        out: dict[str, float] = {}
+        for i, name in enumerate(RATES, 1):
+            out[f"{name}_rate"] = win[i] / win[0] if win[0] else 0.0
+            out[f"{name}_cumulative"] = cum[i] / cum[0] if cum[0] else 0.0
+        out.update(window_n=float(len(self.rows)), window_fields=float(win[0]), n=len(self.seen))
+        return out
+
+    def breached(self) -> tuple[str, ...]:
+        stats = self.stats()
+        if len(self.rows) < self.min_samples or not stats["window_fields"]:
+            return ()
+        return tuple(name for name in RATES if stats[f"{name}_rate"] > self.threshold)
+
+
+def expand(state: dict[str, Any]) -> list[Row]:
+    """The window's events from the run-length encoded state."""
+    runs = zip(zip(*state["rows"], strict=True), state["counts"], strict=True)
+    return [row for row, count in runs for _ in range(count)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    runs=st.lists(st.tuples(rows(), st.integers(1, 40)), max_size=30),
+    window=st.integers(1, 60),
+    threshold=st.floats(0.0, 1.0),
+    min_samples=st.integers(1, 60),
+)
+def test_run_length_window_matches_a_naive_window(
+    runs: list[tuple[Row, int]], window: int, threshold: float, min_samples: int
+) -> None:
+    """Long runs of one row (and evictions mid-run) give exactly the naive rates and flags."""
+    min_samples = min(min_samples, window)
+    q = DataQualityRates(window=window, threshold=threshold, min_samples=min_samples)
+    naive = Naive(window, threshold, min_samples)
+    for row, repeat in runs:
+        for _ in range(repeat):
+            feed(q, row)
+            naive.update(row)
+            assert q.stats() == naive.stats()
+            assert q.breached == naive.breached()
+            assert q.drift_detected == bool(naive.breached())
+        state = q.to_state()
+        assert expand(state) == list(naive.rows)
+        packed = list(zip(*state["rows"], strict=True))
+        assert all(a != b for a, b in itertools.pairwise(packed))  # maximal runs
+        assert len(packed) <= len(runs)
+
+
 def test_flags_a_rising_missing_rate_and_recovers() -> None:
     rng = np.random.default_rng(1)
     q = DataQualityRates()
@@ -105,7 +170,7 @@ def test_inputs_and_parameters_are_checked() -> None:
     with pytest.raises(ValueError):
         q.update(total_fields=2.0, missing=1)  # type: ignore[arg-type]
     feed(q, (np.int64(3), 1, 0, 0, 0))  # type: ignore[arg-type]
-    assert q.n == 1 and isinstance(q.to_state()["columns"][0][0], int)
+    assert q.n == 1 and isinstance(q.to_state()["rows"][0][0], int)
     for kwargs in (
         {"window": 0},
         {"min_samples": 0},
@@ -154,9 +219,41 @@ def test_corrupt_state_is_refused(case: str) -> None:
     statecheck.fields_are_validated(q, feed, sample(1, 10))
     state = q.to_state()
     for bad in (
-        {"columns": [[1], [2], [0], [0], [0]]},  # more missing than fields
+        {"rows": [[1], [2], [0], [0], [0]], "counts": [1]},  # more missing than fields
         {"cumulative": [0, 0, 0, 0, 0]},  # below the window's sums
         {"thresholds": [0.1, 0.1]},
+    ):
+        with pytest.raises(StateDecodeError):
+            DataQualityRates.from_state({**state, **bad})
+
+
+def test_inconsistent_runs_are_refused() -> None:
+    q = DataQualityRates(window=10, min_samples=1)
+    for row in [(4, 1, 0, 0, 0)] * 3 + [(4, 0, 0, 0, 0)] * 4:
+        feed(q, row)
+    state = q.to_state()
+    assert state["rows"] == [[4, 4], [1, 0], [0, 0], [0, 0], [0, 0]] and state["counts"] == [3, 4]
+    assert DataQualityRates.from_state(state).stats() == q.stats()
+    rows_ = state["rows"]
+    for bad in (
+        {"counts": [3, 0]},  # an empty run
+        {"counts": [3, -1]},
+        {"counts": [3, True]},
+        {"counts": [3, 4.0]},
+        {"counts": [3]},  # fewer counts than rows
+        {"counts": [3, 4, 1]},
+        {"counts": [3, 8]},  # more events than the window
+        {"n": 6},  # more events in the window than seen
+        {"rows": [[4, 4], [0, 0], [0, 0], [0, 0], [0, 0]]},  # two runs of one row
+        {"rows": [[4, 4], [1, 0], [0, 0], [0, 0]]},  # four columns
+        {"rows": [[4, 4], [1, 0], [0, 0], [0, 0], [0]]},  # ragged columns
+        {"rows": [[4, 4], [1, 5], [0, 0], [0, 0], [0, 0]]},  # more missing than fields
+        {"rows": [[4, 4], [1, -1], [0, 0], [0, 0], [0, 0]]},
+        {"rows": [[4, 4], [1, 0], [0, 0], [0, 0], [0, 0.0]]},
+        {"rows": [[*rows_[0]], [1, 1], [0, 0], [0, 0], [0, 0]]},  # window sums above cumulative
+        {"cumulative": [27, 3, 0, 0, 0]},  # window fields (28) above cumulative
+        {"cumulative": [28, 2, 0, 0, 0]},
+        {"cumulative": [28, 29, 0, 0, 0]},  # more missing than fields overall
     ):
         with pytest.raises(StateDecodeError):
             DataQualityRates.from_state({**state, **bad})
@@ -172,7 +269,12 @@ def test_mutated_bytes_never_crash(data: Any) -> None:
 
 
 def test_state_size() -> None:
+    rng = random.Random(5)
     q = DataQualityRates()
-    for row in sample(4, 3000):
+    for _ in range(3000):  # a field missing in 1% of the events: ~20 runs in the window
+        feed(q, (10, int(rng.random() < 0.01), 0, 0, 0))
+    assert len(encode(q)) < 400
+    q = DataQualityRates()
+    for row in sample(4, 3000):  # the worst case: hardly two equal events in a row
         feed(q, row)
-    assert len(encode(q)) < 5200  # 5 small ints per event in the window
+    assert len(encode(q)) < 6200  # 5 small ints and a count per run
