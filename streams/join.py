@@ -111,6 +111,11 @@ class LabelJoin:
         self.buffer.append(label)
 
     # -- release and expiry -----------------------------------------------------------------
+    def releasable(self) -> bool:
+        """Whether :meth:`release` without ``predictions_caught_up`` would release anything."""
+        buffer = self.buffer
+        return bool(buffer) and buffer[0].timestamp_ms <= self.prediction_time
+
     def release(self, predictions_caught_up: bool) -> Iterator[Outcome | Expired | None]:
         """Release buffered labels in offset order; yields outcomes, expiries, or None (parked)."""
         buffer = self.buffer

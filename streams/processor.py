@@ -77,6 +77,10 @@ class BatchResult:
     counts: Counter[str] = field(default_factory=Counter)
 
 
+_RECORDS: dict[str, str] = {"predictions": "records:predictions", "labels": "records:labels"}
+_EVENTS: dict[str, str] = {"predictions": "events:predictions", "labels": "events:labels"}
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -133,7 +137,8 @@ class Processor:
     def _apply_record(
         self, part: PartitionState, kind: Kind, rec: SourceRecord, out: BatchResult
     ) -> None:
-        out.counts[f"records:{kind}"] += 1
+        counts = out.counts
+        counts[_RECORDS[kind]] += 1
         if kind == "predictions":
             decoded = decode_predictions(rec.key, rec.value, rec.timestamp_ms)
         else:
@@ -152,9 +157,11 @@ class Processor:
                     max_value_bytes=DEAD_LETTER_MAX_VALUE_BYTES,
                 )
             )
-        for index, event in enumerate(decoded.events):
-            pos = SourcePosition(kind, rec.partition, rec.offset, index)
-            out.counts[f"events:{kind}"] += 1
+        events = decoded.events
+        counts[_EVENTS[kind]] += len(events)
+        partition, offset = rec.partition, rec.offset
+        for index, event in enumerate(events):
+            pos = SourcePosition(kind, partition, offset, index)
             if isinstance(event, Prediction):
                 self._on_prediction(part, event, pos, out)
             elif isinstance(event, Label):
@@ -199,7 +206,8 @@ class Processor:
         )
         if joined is not None:
             self._on_join(part, joined, out)
-        self._release(part, False, out)
+        if part.join.releasable():
+            self._release(part, False, out)
 
     # -- prediction-side signals ------------------------------------------------------------
     def _watch_output(self, ctx: _Ctx, ev: Prediction) -> None:
@@ -260,7 +268,8 @@ class Processor:
             if raw is None:
                 missing += 1
                 continue
-            kind = "n" if _is_number(raw) else "c"
+            cls = raw.__class__
+            kind = "n" if cls is float or cls is int or _is_number(raw) else "c"
             known = kinds.get(name)
             if known is None:
                 if len(kinds) >= dd.max_features:
@@ -314,8 +323,11 @@ class Processor:
                 wrong_type=wrong_type,
                 unseen_category=unseen,
             )
-            rates = quality.rates()
             breached = quality.breached
+            # a level changes only on a breach, or on recovery from one already paged
+            if not breached and not model.levels:
+                return
+            rates = quality.rates()
             for rate, limit in (
                 ("missing", dq.max_missing_rate),
                 ("wrong_type", dq.max_wrong_type_rate),
@@ -449,7 +461,8 @@ class Processor:
                 ev.model_id, ev.prediction_id, ev.label, ev.timestamp_ms, pos.offset, pos.index
             )
         )
-        self._release(part, False, out)
+        if part.join.releasable():
+            self._release(part, False, out)
 
     def _release(self, part: PartitionState, caught_up: bool, out: BatchResult) -> None:
         for item in part.join.release(caught_up):
