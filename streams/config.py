@@ -50,6 +50,9 @@ class KafkaSettings(_Section):
     replication_factor: int = Field(default=1, ge=1)
     session_timeout_ms: int = Field(default=30_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    # Longest a fetch waits for new records. Kafka answers as soon as there is a record; brokers
+    # that always hold a fetch this long (Tansu) add up to this much to alert latency.
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
 
 
 class WorkerSettings(_Section):

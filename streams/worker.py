@@ -43,6 +43,7 @@ from streams.metrics import WorkerMetrics
 from streams.processor import BatchResult, PartitionState, Processor, SourceRecord
 from streams.state import RedisStateStore, StaleEpochError, StateStore, take_checkpoint
 from streams.topics import ensure_topics
+from streams.transport import DriftlineApp
 
 log = logging.getLogger("driftline.worker")
 
@@ -733,8 +734,9 @@ def _credentials(connections: Connections) -> Any:
 def create_app(config: Config, connections: Connections, options: WorkerOptions) -> faust.App:
     """Build the faust app with the ingest agent, rebalance hooks, timer and web routes."""
     kafka = config.kafka
-    app = faust.App(
+    app = DriftlineApp(
         kafka.group_id,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         broker=_broker_url(connections),
         broker_credentials=_credentials(connections),
         store="memory://",
