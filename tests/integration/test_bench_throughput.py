@@ -29,7 +29,9 @@ def test_quick_run_measures_every_part(tmp_path: Path) -> None:
     assert 0 < latency["p50_ms"] <= latency["p99_ms"]
     memory = data["memory"]
     assert memory["worker_rss_bytes"] > 10 * 2**20
-    assert memory["redis_bytes"] > 0
+    # every seeded steady-state model is in Redis: at least its encoded bytes per model
+    assert memory["encoded_model_bytes"] > 1000
+    assert memory["redis_bytes"] >= memory["models"] * memory["encoded_model_bytes"]
     assert set(data["targets"].values()) <= {"PASS", "MISS"} and len(data["targets"]) == 5
 
     table = format_table("throughput", result.rows, result.notes)
