@@ -22,7 +22,7 @@ DRIFT_TYPES: frozenset[str] = frozenset({"concept_drift", "data_drift", "predict
 ALERT_SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event, frozen __init__ is slower
 class SourcePosition:
     """Where the triggering event came from.
 

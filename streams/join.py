@@ -20,7 +20,7 @@ Value = float | str | bool
 Key = tuple[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event, frozen __init__ is slower
 class BufferedLabel:
     """A label read from the topic, not yet released to the join."""
 
@@ -32,7 +32,7 @@ class BufferedLabel:
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event, frozen __init__ is slower
 class Outcome:
     """A joined prediction and label; ``via`` says which half completed the pair."""
 
@@ -46,7 +46,7 @@ class Outcome:
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event, frozen __init__ is slower
 class Expired:
     """A half that waited longer than the TTL for its other half."""
 

@@ -264,9 +264,11 @@ class Processor:
         dd, dq = settings.data_drift, settings.data_quality
         kinds = model.feature_kinds
         missing = wrong_type = unseen = 0
+        present = 0  # features of this event that are among the model's known features
         for name, raw in features.items():
             if raw is None:
                 missing += 1
+                present += name in kinds
                 continue
             cls = raw.__class__
             kind = "n" if cls is float or cls is int or _is_number(raw) else "c"
@@ -275,6 +277,7 @@ class Processor:
                 if len(kinds) >= dd.max_features:
                     continue
                 kinds[name] = known = kind
+            present += 1
             if kind != known:
                 wrong_type += 1
                 continue
@@ -303,7 +306,7 @@ class Processor:
                     psi.update(float(raw))  # type: ignore[arg-type]
                 if psi.just_checked:
                     self._psi_alert(ctx, name, psi)
-        missing += sum(1 for name in kinds if name not in features)
+        missing += len(kinds) - present  # known features absent from this event
         if dq.enabled:
             if model.quality is None:
                 model.quality = DataQualityRates(
@@ -729,7 +732,7 @@ class Processor:
         return True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Ctx:
     """What an alert decision needs to know about the event being applied."""
 
