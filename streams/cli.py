@@ -1,4 +1,4 @@
-"""The ``driftline`` command line: worker, dev, demo, alerts, send, status."""
+"""The ``driftline`` command line: worker, dev, demo, alerts, notify, send, replay, status."""
 
 from __future__ import annotations
 
@@ -144,6 +144,62 @@ def alerts(
     sys.exit(
         tail_alerts(bootstrap, topics, as_json, from_beginning, max_alerts, timeout_s, options)
     )
+
+
+@main.command()
+@config_option
+@click.option(
+    "--webhook",
+    "webhook_url",
+    envvar="DRIFTLINE_WEBHOOK_URL",
+    show_envvar=True,
+    required=True,
+    help="Slack-compatible incoming-webhook URL. It is a secret: prefer the variable.",
+)
+@click.option(
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def notify(config_path: str | None, webhook_url: str, loglevel: str) -> None:
+    """Post each alert once to a webhook (Slack JSON), rate-limited per model, until stopped.
+
+    Reads KAFKA_BOOTSTRAP_SERVERS and REDIS_URL; settings under `notify:` in the config.
+    """
+    import redis
+    from kafka.errors import KafkaError
+
+    from streams.notify import Notifier, stop_on_signals
+    from streams.webhook import validate_webhook_url
+
+    config = _load(config_path)
+    try:
+        validate_webhook_url(webhook_url)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.basicConfig(
+        level=loglevel.upper(),
+        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+    )
+    if loglevel != "debug":  # kafka-python narrates every connection at INFO
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+    connections = Connections.from_env()
+    notifier = Notifier(config, connections, webhook_url)
+    try:
+        notifier.check_redis()
+    except redis.RedisError as exc:
+        raise click.ClickException(
+            f"cannot reach Redis at {connections.redacted_redis_url()} (REDIS_URL): {exc}"
+        ) from None
+    try:
+        with stop_on_signals(notifier.stop):
+            notifier.run()
+    except KafkaError as exc:
+        raise click.ClickException(
+            f"cannot reach Kafka at {connections.bootstrap_servers} "
+            f"(KAFKA_BOOTSTRAP_SERVERS): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 @main.command()

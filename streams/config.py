@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG_PATH = Path("config/driftline.yaml")
 
@@ -250,6 +257,52 @@ class Override(_Section):
         return _check_glob(value)
 
 
+class NotifyRetrySettings(_Section):
+    """Webhook retries: capped exponential backoff on connection errors, timeouts, 408, 429, 5xx.
+
+    Waits ``first_delay_s``, then twice as long each time, at most ``max_delay_s``; a
+    ``Retry-After`` header replaces the computed wait (at most ``max_retry_after_s``). Answers
+    that retrying cannot change (any other 4xx, a redirect) are not retried. ``give_up_after_s``
+    None retries until delivered.
+    """
+
+    first_delay_s: float = Field(default=0.5, gt=0, le=3600)
+    max_delay_s: float = Field(default=60.0, gt=0, le=3600)
+    max_retry_after_s: float = Field(default=900.0, gt=0, le=86_400)
+    give_up_after_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _first_within_max(self) -> NotifyRetrySettings:
+        if self.first_delay_s > self.max_delay_s:
+            raise ValueError("first_delay_s must not exceed max_delay_s")
+        return self
+
+
+class NotifyRateLimitSettings(_Section):
+    """At most ``max_per_model`` webhook messages per model in any ``window_s`` seconds.
+
+    ``max_per_model`` None: no limit.
+    """
+
+    max_per_model: int | None = Field(default=10, ge=1)
+    window_s: float = Field(default=60.0, gt=0, le=86_400)
+
+
+class NotifySettings(_Section):
+    """``driftline notify``: post alerts to a chat webhook (Slack-compatible JSON)."""
+
+    group_id: str | None = Field(default=None, min_length=1)
+    start_from: Literal["latest", "earliest"] = "latest"
+    dedup_ttl_s: int = Field(default=604_800, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+    retry: NotifyRetrySettings = NotifyRetrySettings()
+    rate_limit: NotifyRateLimitSettings = NotifyRateLimitSettings()
+
+    def consumer_group(self, kafka_group_id: str) -> str:
+        """The notifier's consumer group: ``group_id``, else ``<kafka.group_id>-notify``."""
+        return self.group_id or f"{kafka_group_id}-notify"
+
+
 class Config(_Section):
     """The whole driftline configuration file."""
 
@@ -259,6 +312,7 @@ class Config(_Section):
     join: JoinSettings = JoinSettings()
     detection: Detection = Detection()
     overrides: tuple[Override, ...] = ()
+    notify: NotifySettings = NotifySettings()
 
     def detection_for(self, model_id: str) -> Detection:
         """Detection settings for one model: defaults with every matching override applied in order.
