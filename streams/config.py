@@ -75,6 +75,12 @@ class WorkerSettings(_Section):
     web_host: str = "0.0.0.0"
 
 
+class MetricsSettings(_Section):
+    """Per-model Prometheus series: at most ``max_models`` models per worker get them."""
+
+    max_models: int = Field(default=500, ge=0, le=100_000)
+
+
 class StateSettings(_Section):
     """Where detector state lives in Redis."""
 
@@ -308,6 +314,7 @@ class Config(_Section):
 
     kafka: KafkaSettings = KafkaSettings()
     worker: WorkerSettings = WorkerSettings()
+    metrics: MetricsSettings = MetricsSettings()
     state: StateSettings = StateSettings()
     join: JoinSettings = JoinSettings()
     detection: Detection = Detection()

@@ -112,6 +112,9 @@ class StateStore(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 
+    async def ping(self) -> None:  # noqa: B027 - nothing to reach by default
+        """Raise if the store cannot be reached."""
+
 
 class InMemoryStateStore(StateStore):
     """Keeps encoded checkpoints in dicts; for unit tests and ``driftline replay``."""
@@ -260,3 +263,6 @@ class RedisStateStore(StateStore):
 
     async def close(self) -> None:
         await self.client.aclose()
+
+    async def ping(self) -> None:
+        await self.client.ping()

@@ -40,8 +40,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from streams.config import Config, Connections
 from streams.continuity import Continuity, OffsetContinuity
 from streams.metrics import WorkerMetrics
+from streams.model_health import ModelHealth, model_health
+from streams.model_metrics import ModelMetricsCollector
 from streams.processor import BatchResult, PartitionState, Processor, SourceRecord
 from streams.state import RedisStateStore, StaleEpochError, StateStore, take_checkpoint
+from streams.status_feed import StatusFeed
 from streams.topics import ensure_topics
 from streams.transport import DriftlineApp
 
@@ -58,6 +61,7 @@ _REDIS_RETRYABLE: tuple[type[BaseException], ...] = (
     OSError,
 )
 _END_OFFSETS_TIMEOUT_S = 5.0
+_READY_TIMEOUT_S = 2.0
 _DELIVERY_SLOW_S = 15.0
 # how far (event time) one input topic may run ahead of the other before it is paused: half the
 # join TTL, within these limits
@@ -209,6 +213,7 @@ class WorkerRuntime:
         self._paused: set[TP] = set()
         ttl = config.join.ttl_ms
         self.max_skew_ms = max(_MIN_SKEW_MS, min(ttl // 2, _MAX_SKEW_MS))
+        self.feed = StatusFeed()
 
     # -- rebalance --------------------------------------------------------------------------
     async def on_revoked(self, revoked: Iterable[TP]) -> None:
@@ -291,6 +296,61 @@ class WorkerRuntime:
             [loaded[p].epoch for p in partitions],
             {f"{tp.topic}[{tp.partition}]": off for tp, off in resume.items()},
         )
+
+    # -- observation ----------------------------------------------------------------------------
+    def model_health(self) -> list[ModelHealth]:
+        """Snapshot of every model in the partitions this worker owns."""
+        settings_for = self.processor.settings_for
+        return [
+            model_health(model, settings_for(mid))
+            for part in list(self.parts.values())
+            for mid, model in list(part.models.items())
+        ]
+
+    async def readiness(self) -> dict[str, Any]:
+        """``/readyz``: partitions assigned and loaded, Redis and the broker answering."""
+        checks: dict[str, Any] = {
+            "partitions": sorted(self.parts) if self.generation != -1 else [],
+            "failed": self.failed is not None,
+        }
+        try:
+            await asyncio.wait_for(self.store.ping(), _READY_TIMEOUT_S)
+            checks["redis"] = True
+        except Exception as exc:  # any failure means not ready; the reason is shown
+            checks["redis"] = False
+            checks["redis_error"] = type(exc).__name__
+        owned = sorted(self.parts)
+        probe = [TP(self.topics.predictions, owned[0] if owned else 0)]
+        try:
+            await asyncio.wait_for(self.end_offsets(probe), _READY_TIMEOUT_S)
+            checks["kafka"] = True
+        except Exception as exc:
+            checks["kafka"] = False
+            checks["kafka_error"] = type(exc).__name__
+        checks["ready"] = bool(
+            checks["partitions"] and checks["redis"] and checks["kafka"] and not checks["failed"]
+        )
+        return checks
+
+    def status(self) -> dict[str, Any]:
+        """``/api/status``: models, their recent history and the latest alerts."""
+        health = self.model_health()
+        self.feed.forget({h.model_id for h in health})
+        return self.feed.snapshot(self.worker_id, health, int(time.time() * 1000))
+
+    def partition_lag(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, records not yet applied) per owned input partition, from the
+        consumer's last fetched high watermarks."""
+        out = []
+        for p, part in sorted(self.parts.items()):
+            for topic, kind in self._kinds.items():
+                try:
+                    high = self.app.consumer.highwater(TP(topic, p))
+                except Exception:  # consumer not ready or partition unknown yet
+                    continue
+                if high is not None:
+                    out.append((topic, p, max(0, high - part.offsets[kind] - 1)))
+        return out
 
     def _loader(self, partition: int) -> Callable[[], Awaitable[PartitionState]]:
         return lambda: self.store.assign(partition, self.worker_id)
@@ -492,6 +552,9 @@ class WorkerRuntime:
         Redis is away); a stale epoch drops the partition."""
         self.metrics.observe_batch(part.partition, result)
         now_ms = int(time.time() * 1000)
+        self.feed.record(
+            (part.models[m] for m in part.dirty_models if m in part.models), result.alerts, now_ms
+        )
         outputs: list[tuple[Any, bytes | None, bytes]] = [
             (self._dead_topic, key, value) for key, value in result.dead_letters
         ]
@@ -758,6 +821,11 @@ def create_app(config: Config, connections: Connections, options: WorkerOptions)
     metrics = WorkerMetrics()
     end_offsets = EndOffsets(connections)
     runtime = WorkerRuntime(app, config, store, processor, metrics, options.worker_id, end_offsets)
+    metrics.registry.register(
+        ModelMetricsCollector(
+            runtime.model_health, runtime.partition_lag, config.metrics.max_models
+        )
+    )
     source = app.topic(
         kafka.topics.predictions, kafka.topics.labels, key_serializer="raw", value_serializer="raw"
     )
@@ -789,6 +857,15 @@ def create_app(config: Config, connections: Connections, options: WorkerOptions)
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "worker_id": options.worker_id})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        checks = await runtime.readiness()
+        return web.json(checks, status=200 if checks["ready"] else 503)
+
+    @app.page("/api/status")
+    async def api_status(web: Any, request: Any) -> Any:
+        return web.json(runtime.status())
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
