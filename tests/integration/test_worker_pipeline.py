@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import socket
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,7 @@ from tests.integration.pipeline import (
     Pipeline,
     all_processed,
     counters,
+    metric_values,
     prediction_events,
     write_config,
 )
@@ -142,6 +146,41 @@ def test_events_in_alerts_out_for_each_type(pipeline: Pipeline) -> None:
     assert concept["model_version"] == "v1"
     assert concept["value"] > concept["stats"]["mean_before"]
     assert models["concept"].task == "classification" and models["regress"].task == "regression"
+
+
+def _get_json(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_readyz_status_and_per_model_metrics(pipeline: Pipeline) -> None:
+    preds, labels = drifting_models()
+    worker = pipeline.start_worker()
+    url = worker.web_url().rstrip("/")
+    pipeline.send(pipeline.topics.predictions, preds)
+    pipeline.send(pipeline.topics.labels, labels)
+    pipeline.wait_until(
+        all_processed({"concept": (N, N), "data": (N, 0), "regress": (N, N)}), what="all events"
+    )
+    status, ready = _get_json(url + "/readyz")
+    assert status == 200 and ready["ready"] is True, ready
+    assert ready["redis"] and ready["kafka"] and ready["partitions"]
+
+    _, doc = _get_json(url + "/api/status")
+    by_id = {m["model_id"]: m for m in doc["models"]}
+    assert set(by_id) == {"concept", "data", "regress"}
+    assert by_id["concept"]["metric"] == "accuracy" and by_id["regress"]["metric"] == "mae"
+    assert doc["alerts"], "alerts were raised but the status feed has none"
+
+    health = metric_values(url, "driftline_model_health")
+    assert set(health) == {'{model="concept"}', '{model="data"}', '{model="regress"}'}
+    accuracy = metric_values(url, "driftline_model_windowed_metric")
+    assert 0.0 < accuracy['{metric="accuracy",model="concept"}'] < 1.0
+    lag = metric_values(url, "driftline_partition_lag_records")
+    assert lag and all(v >= 0 for v in lag.values())
 
 
 def test_malformed_record_goes_to_dead_letter_and_neighbours_are_processed(
