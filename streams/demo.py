@@ -9,9 +9,9 @@ exit code 0 only if every drift was detected and there was no false alarm.
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -46,7 +46,6 @@ STOP_GRACE_S = 10.0
 PROCESS_TIMEOUT_S = 60.0
 ALERT_GRACE_S = 5.0
 PLAIN_PROGRESS_EVERY_S = 5.0
-_URL_RE = re.compile(r"web server: (https?://\S+)")
 _LOG_TAIL_LINES = 40
 
 
@@ -61,14 +60,28 @@ class _Terminated(BaseException):
 # -- workers ------------------------------------------------------------------------------------
 
 
+def _web_port() -> int:
+    """A localhost port that was free a moment ago, for a worker's web server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _start_workers(
     count: int, config_file: Path, stack: EmbeddedStack, log_dir: Path
 ) -> list[WorkerProcess]:
-    """Start ``count`` worker processes, each logging to a file in ``log_dir``."""
+    """Start ``count`` worker processes, each logging to a file in ``log_dir``.
+
+    Their web ports are chosen here, so the status pages can be shown before the workers serve.
+    """
     workers: list[WorkerProcess] = []
     for i in range(count):
         worker = WorkerProcess(
-            log_dir / f"worker-{i}.log", stack.bootstrap_servers, stack.redis_url, config_file
+            log_dir / f"worker-{i}.log",
+            stack.bootstrap_servers,
+            stack.redis_url,
+            config_file,
+            web_port=_web_port(),
         )
         try:
             workers.append(worker.start())
@@ -84,13 +97,13 @@ def _check_workers(workers: list[WorkerProcess]) -> None:
             raise DemoError(f"worker {i} exited with code {w.returncode}")
 
 
-def _status_url(workers: list[WorkerProcess]) -> str | None:
-    """The first web-server URL a worker logged, if any."""
-    for w in workers:
-        match = _URL_RE.search(w.log_text())
-        if match:
-            return match.group(1)
-    return None
+def _status_pages(workers: list[WorkerProcess]) -> list[str]:
+    """One line per worker: the URL of its status page (the web server is on localhost)."""
+    return [
+        f"status page of worker {i}: http://127.0.0.1:{w.web_port}/ "
+        "(JSON at /api/status, metrics at /metrics)"
+        for i, w in enumerate(workers)
+    ]
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -307,7 +320,7 @@ def _count(summary: dict[str, Any] | None, key: str) -> str:
     return str(summary[key])
 
 
-def _render(progress: _Progress, monitor: _Monitor, url: str | None, rate: float) -> Group:
+def _render(progress: _Progress, monitor: _Monitor, pages: list[str], rate: float) -> Group:
     alerts, summaries = monitor.snapshot()
     elapsed = time.monotonic() - progress.started
     header = Text.assemble(
@@ -316,8 +329,8 @@ def _render(progress: _Progress, monitor: _Monitor, url: str | None, rate: float
         (f"{rate:7.0f} events/s", "cyan"),
         f"  published {progress.total}  alerts {len(alerts)}",
     )
-    if url:
-        header.append(f"\nworker web server: {url} (/metrics, /healthz)", style="dim")
+    for line in pages:
+        header.append(f"\n{line}", style="dim")
     table = Table(expand=False)
     for col in (
         "model",
@@ -386,9 +399,8 @@ class _View:
         self.monitor = monitor
         self.workers = workers
         self.live: Live | None = None
-        self.url: str | None = None
+        self.pages = _status_pages(workers)
         self._next_plain = 0.0
-        self._next_url = 0.0
         self._printed_alerts = 0
 
     @contextlib.contextmanager
@@ -396,7 +408,7 @@ class _View:
         if self.console.is_terminal:
             rate = self.progress.sample_rate()
             with Live(
-                _render(self.progress, self.monitor, self.url, rate),
+                _render(self.progress, self.monitor, self.pages, rate),
                 console=self.console,
                 refresh_per_second=4,
                 transient=False,
@@ -413,14 +425,9 @@ class _View:
 
     def refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now >= self._next_url and self.url is None:
-            self.url = _status_url(self.workers)
-            self._next_url = now + 1.0
-            if self.url and self.live is None:
-                self.console.print(f"worker web server: {self.url} (/metrics, /healthz)")
         rate = self.progress.sample_rate()
         if self.live is not None:
-            self.live.update(_render(self.progress, self.monitor, self.url, rate))
+            self.live.update(_render(self.progress, self.monitor, self.pages, rate))
             return
         alerts, _ = self.monitor.snapshot()
         for alert in alerts[self._printed_alerts :]:
@@ -649,6 +656,8 @@ def run_demo(
         stack.create_topics([topics.predictions, topics.labels], INPUT_PARTITIONS)
         stack.create_topics([topics.drift_alerts, topics.performance_alerts, topics.dead_letter], 1)
         procs = _start_workers(workers, config_file, stack, tmp)
+        for line in _status_pages(procs):
+            console.print(line, markup=False, soft_wrap=True)
         monitor = _Monitor(
             stack.bootstrap_servers,
             [topics.drift_alerts, topics.performance_alerts],

@@ -45,6 +45,7 @@ from streams.model_metrics import ModelMetricsCollector
 from streams.processor import BatchResult, PartitionState, Processor, SourceRecord
 from streams.state import RedisStateStore, StaleEpochError, StateStore, take_checkpoint
 from streams.status_feed import StatusFeed
+from streams.status_page import STATUS_PAGE_HEADERS, STATUS_PAGE_HTML
 from streams.topics import ensure_topics
 from streams.transport import DriftlineApp
 
@@ -866,6 +867,10 @@ def create_app(config: Config, connections: Connections, options: WorkerOptions)
     @app.page("/api/status")
     async def api_status(web: Any, request: Any) -> Any:
         return web.json(runtime.status())
+
+    @app.page("/")  # registered before faust's own "/" (production index), so it wins
+    async def status_page(web: Any, request: Any) -> Any:
+        return web.html(STATUS_PAGE_HTML, headers=dict(STATUS_PAGE_HEADERS))
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
