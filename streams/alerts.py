@@ -36,13 +36,11 @@ class SourcePosition:
     index: int = 0
 
 
-def alert_id(model_id: str, signal: str, detector: str, position: SourcePosition) -> str:
-    """Deterministic id: the same model, signal, detector and triggering event give the same id."""
+def stable_id(*parts: str, position: SourcePosition) -> str:
+    """32 hex digits of a hash of ``parts`` and the triggering event's position (deterministic)."""
     raw = "\x1f".join(
         (
-            model_id,
-            signal,
-            detector,
+            *parts,
             position.source,
             str(position.partition),
             str(position.offset),
@@ -50,6 +48,11 @@ def alert_id(model_id: str, signal: str, detector: str, position: SourcePosition
         )
     )
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
+def alert_id(model_id: str, signal: str, detector: str, position: SourcePosition) -> str:
+    """Deterministic id: the same model, signal, detector and triggering event give the same id."""
+    return stable_id(model_id, signal, detector, position=position)
 
 
 def rfc3339_ms(epoch_ms: int) -> str:

@@ -45,6 +45,9 @@ class Topics(_Section):
     drift_alerts: str = "drift-alerts"
     performance_alerts: str = "performance-alerts"
     dead_letter: str = "driftline-dead-letter"
+    # outputs of the optional feedback loop (created only when enabled; see Detection)
+    retrain_requests: str = "retrain-requests"
+    review_requests: str = "review-requests"
 
 
 class KafkaSettings(_Section):
@@ -217,6 +220,35 @@ class DataQualitySettings(_Section):
     max_unseen_category_rate: float = Field(default=0.05, gt=0, le=1)
 
 
+class RetrainRequestSettings(_Section):
+    """Ask the retraining pipeline for a new model: one record on ``retrain-requests``.
+
+    Raised with a model's ``concept_drift`` alerts and ``critical`` performance alerts, then
+    quiet for ``cooldown_ms`` of event time (measured on the triggering alerts' ``observed_at``;
+    kept in the checkpointed model state, so restarts and replays request exactly the same).
+    """
+
+    enabled: bool = False
+    cooldown_ms: int = Field(default=86_400_000, ge=0)
+
+
+class ReviewRequestSettings(_Section):
+    """Send a sample of a classifier's low-confidence predictions to ``review-requests``.
+
+    A prediction is a candidate when its ``score`` lies within ``margin`` of ``threshold``. Of the
+    candidates, the fraction ``sample_rate`` is taken (decided by a hash of model and prediction
+    id, so a replay takes the same ones), at most ``max_per_window`` per model in each tumbling
+    window of ``window_ms`` event time.
+    """
+
+    enabled: bool = False
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    margin: float = Field(default=0.05, ge=0, le=1)
+    sample_rate: float = Field(default=1.0, gt=0, le=1)
+    max_per_window: int = Field(default=100, ge=1)
+    window_ms: int = Field(default=3_600_000, ge=1)
+
+
 class Detection(_Section):
     """Detector settings for one model (the defaults, or defaults merged with an override)."""
 
@@ -228,6 +260,8 @@ class Detection(_Section):
     performance: PerformanceSettings = PerformanceSettings()
     latency: LatencySettings = LatencySettings()
     data_quality: DataQualitySettings = DataQualitySettings()
+    retrain_requests: RetrainRequestSettings = RetrainRequestSettings()
+    review_requests: ReviewRequestSettings = ReviewRequestSettings()
 
 
 _GLOB_CHARS = re.compile(r"^[A-Za-z0-9._:/\-*?\[\]!]+$")
@@ -333,6 +367,21 @@ class Config(_Section):
         for override in matching:
             merged = _deep_merge(merged, override.detection)
         return Detection.model_validate(merged)
+
+    def request_topics(self) -> list[str]:
+        """The request topics the worker may produce to: those of the features that the defaults
+        or any override enable (the topics of features that are off everywhere are not created)."""
+        settings = [self.detection] + [
+            Detection.model_validate(_deep_merge(self.detection.model_dump(), o.detection))
+            for o in self.overrides
+        ]
+        topics = self.kafka.topics
+        out = []
+        if any(s.retrain_requests.enabled for s in settings):
+            out.append(topics.retrain_requests)
+        if any(s.review_requests.enabled for s in settings):
+            out.append(topics.review_requests)
+        return out
 
 
 def _deep_merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

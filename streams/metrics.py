@@ -36,6 +36,12 @@ class WorkerMetrics:
         self.alerts = Counter(
             "driftline_alerts", "Alerts emitted", ["type", "severity"], registry=r
         )
+        self.requests = Counter(
+            "driftline_requests",
+            "Retrain and review requests produced (kind: retrain, review)",
+            ["kind"],
+            registry=r,
+        )
         self.partitions = Gauge("driftline_partitions_assigned", "Partitions owned", registry=r)
         self.checkpoint_seconds = Histogram(
             "driftline_checkpoint_duration_seconds", "Redis checkpoint latency", registry=r
@@ -55,6 +61,10 @@ class WorkerMetrics:
         self.dead_letters.inc(result.counts.get("dead_letters", 0))
         for alert in result.alerts:
             self.alerts.labels(type=alert.type, severity=alert.severity).inc()
+        if result.retrain_requests:
+            self.requests.labels(kind="retrain").inc(len(result.retrain_requests))
+        if result.review_requests:
+            self.requests.labels(kind="review").inc(len(result.review_requests))
 
     def exposition(self) -> tuple[bytes, str]:
         """Text exposition format and its content type."""

@@ -35,7 +35,7 @@ from detectors import (
 )
 from streams.config import Detection
 
-MODEL_STATE_VERSION = 1
+MODEL_STATE_VERSION = 2  # 2: retrain cooldown and review window added
 Task = Literal["classification", "regression"]
 ErrorDetector = ADWIN | DDM | EDDM | HDDM_A | HDDM_W | StandardizedPageHinkley
 
@@ -47,6 +47,8 @@ COUNTERS = (
     "expired_predictions",
     "expired_labels",
     "alerts",
+    "retrain_requests",
+    "review_requests",
 )
 
 _ERROR_DETECTORS: dict[str, type[ADWIN | DDM | EDDM | HDDM_A | HDDM_W]] = {
@@ -104,6 +106,11 @@ class ModelState:
     last_alert: dict[str, int] = field(default_factory=dict)
     # alert key -> level last paged (0 ok, 1 warning, 2 critical), for level-style alerts
     levels: dict[str, int] = field(default_factory=dict)
+    # event time of the last retrain request (its cooldown starts there); None: never requested
+    retrain_last_ms: int | None = None
+    # review sampling: the event-time window being filled (-1: none yet) and requests taken in it
+    review_window: int = -1
+    review_taken: int = 0
 
     def ensure_task(self, task: Task, settings: Detection) -> None:
         """Fix the task on the first prediction and build the outcome detectors for it."""
@@ -163,6 +170,8 @@ class ModelState:
             "fk": self.feature_kinds,
             "la": self.last_alert,
             "lv": self.levels,
+            "rt": self.retrain_last_ms,
+            "rv": [self.review_window, self.review_taken],
         }
         return bytes([MODEL_STATE_VERSION]) + msgpack.packb(body, use_bin_type=True)
 
@@ -177,6 +186,12 @@ class ModelState:
             body = msgpack.unpackb(data[1:], raw=False, strict_map_key=False)
             counters = dict.fromkeys(COUNTERS, 0)
             counters.update(body["c"])
+            retrain_last_ms = body["rt"]
+            review_window, review_taken = body["rv"]
+            if not (retrain_last_ms is None or type(retrain_last_ms) is int):
+                raise StateDecodeError(f"model state: rt holds {retrain_last_ms!r}")
+            if not (type(review_window) is int and type(review_taken) is int):
+                raise StateDecodeError(f"model state: rv holds {body['rv']!r}")
             state = cls(
                 model_id=body["id"],
                 task=body["task"],
@@ -186,6 +201,9 @@ class ModelState:
                 feature_kinds=dict(body["fk"]),
                 last_alert=dict(body["la"]),
                 levels=dict(body["lv"]),
+                retrain_last_ms=retrain_last_ms,
+                review_window=review_window,
+                review_taken=review_taken,
             )
             for name, blob in body["d"].items():
                 if name not in _SINGLE:

@@ -2,7 +2,8 @@
 
 The same code runs under faust (``driftline worker``), in unit tests and in ``driftline replay``.
 Nothing here reads the wall clock or does I/O: given the same records in the same per-topic order
-it produces the same state and the same alerts (ids included).
+it produces the same state and the same alerts (ids included), and the same retrain and review
+requests when those are enabled (:mod:`streams.retrain`, :mod:`streams.review`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from streams.deadletter import dead_letter_record
 from streams.events import Label, Prediction, decode_labels, decode_predictions
 from streams.join import BufferedLabel, Expired, LabelJoin, Outcome
 from streams.model_state import ModelState, Task
+from streams.retrain import RetrainDecision, RetrainPolicy, RetrainRequest
+from streams.review import ReviewDecision, ReviewRequest, ReviewSampler
 
 Kind = Literal["predictions", "labels"]
 
@@ -73,6 +76,8 @@ class BatchResult:
     """What one call to :meth:`Processor.apply` produced."""
 
     alerts: list[Alert] = field(default_factory=list)
+    retrain_requests: list[RetrainRequest] = field(default_factory=list)
+    review_requests: list[ReviewRequest] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -92,6 +97,8 @@ class Processor:
         self.config = config
         self.topics = config.kafka.topics
         self._settings: dict[str, Detection] = {}
+        self._retrain = RetrainPolicy()
+        self._review = ReviewSampler(self.topics.labels, config.join.ttl_ms)
 
     def new_partition(self, partition: int) -> PartitionState:
         """Empty state for a partition seen for the first time."""
@@ -200,6 +207,12 @@ class Processor:
             self._watch_features(ctx, ev.features)
         if ev.latency_ms is not None and settings.latency.enabled:
             self._watch_latency(ctx, ev.latency_ms)
+        review = settings.review_requests
+        if review.enabled and ev.score is not None and model.task == "classification":
+            # low-confidence predictions, rate-limited, to review-requests
+            taken = self._review.consider(model, review, ev, pos, out.review_requests)
+            if taken is not ReviewDecision.NOT_A_CANDIDATE:
+                out.counts[taken.value] += 1
 
         joined = part.join.add_prediction(
             ev.model_id, ev.prediction_id, ev.prediction, ev.timestamp_ms, pos.offset, pos.index
@@ -711,24 +724,30 @@ class Processor:
             return False
         model.last_alert[key] = ctx.count
         model.counters["alerts"] += 1
-        ctx.out.alerts.append(
-            Alert(
-                alert_id=alert_id(model.model_id, signal, detector, ctx.pos),
-                type=alert_type,
-                model_id=model.model_id,
-                model_version=model.model_version,
-                signal=signal,
-                detector=detector,
-                severity=severity,
-                prediction_id=ctx.prediction_id,
-                observed_at_ms=ctx.observed_ms,
-                value=value,
-                threshold=threshold,
-                window=window,
-                stats=stats,
-                message=message,
-            )
+        alert = Alert(
+            alert_id=alert_id(model.model_id, signal, detector, ctx.pos),
+            type=alert_type,
+            model_id=model.model_id,
+            model_version=model.model_version,
+            signal=signal,
+            detector=detector,
+            severity=severity,
+            prediction_id=ctx.prediction_id,
+            observed_at_ms=ctx.observed_ms,
+            value=value,
+            threshold=threshold,
+            window=window,
+            stats=stats,
+            message=message,
         )
+        ctx.out.alerts.append(alert)
+        if ctx.settings.retrain_requests.enabled:
+            # concept drift or critical performance: one retrain request per cooldown
+            decision = self._retrain.consider(
+                model, ctx.settings.retrain_requests, alert, ctx.pos, ctx.out.retrain_requests
+            )
+            if decision is not RetrainDecision.NOT_A_TRIGGER:
+                ctx.out.counts[decision.value] += 1
         return True
 
 

@@ -22,9 +22,12 @@ def ensure_topics(config: Config, connections: Connections, timeout_s: float = 3
     ``predictions`` and ``labels`` must have the same number of partitions: a model's predictions
     and labels are joined on the worker that owns partition N of both. Existing topics keep their
     partition count; missing inputs are created with the count of the existing one, else
-    ``kafka.partitions``.
+    ``kafka.partitions``. Outputs (alerts, dead letters, and the retrain and review request
+    topics when the config enables them) get one partition; they are not joined, so their count
+    is free to change.
     """
     topics = config.kafka.topics
+    requests = config.request_topics()
     admin = KafkaAdminClient(
         client_id="driftline-admin",
         request_timeout_ms=int(timeout_s * 1000),
@@ -37,6 +40,7 @@ def ensure_topics(config: Config, connections: Connections, timeout_s: float = 3
             topics.drift_alerts,
             topics.performance_alerts,
             topics.dead_letter,
+            *requests,
         ]
         existing = _partition_counts(admin, wanted_names)
         inputs = {t: existing[t] for t in (topics.predictions, topics.labels) if t in existing}
@@ -52,6 +56,7 @@ def ensure_topics(config: Config, connections: Connections, timeout_s: float = 3
             topics.drift_alerts: 1,
             topics.performance_alerts: 1,
             topics.dead_letter: 1,
+            **dict.fromkeys(requests, 1),
         }
         missing = [
             NewTopic(name, n, config.kafka.replication_factor)

@@ -1,8 +1,9 @@
 """The faust worker: a thin agent that hands batches to the processor core.
 
 Per batch (``take_events`` of up to N records or T ms): decode and apply per partition, produce
-dead letters and alerts and wait for their delivery, then checkpoint each touched partition in one
-atomic Redis call. Faust acks the batch only after this returns.
+dead letters, alerts and (when enabled) retrain and review requests and wait for their delivery,
+then checkpoint each touched partition in one atomic Redis call. Faust acks the batch only after
+this returns.
 
 Redis is authoritative for positions, Kafka's committed offsets are advisory. On every assignment,
 before faust resumes fetching (``on_rebalance_complete``), the worker bumps each partition's epoch,
@@ -165,15 +166,15 @@ class WorkerRuntime:
         self._kinds = {self.topics.predictions: "predictions", self.topics.labels: "labels"}
         self.parts: dict[int, PartitionState] = {}
         self.lock = asyncio.Lock()
-        self._drift_topic = app.topic(
-            self.topics.drift_alerts, key_serializer="raw", value_serializer="raw"
-        )
-        self._perf_topic = app.topic(
-            self.topics.performance_alerts, key_serializer="raw", value_serializer="raw"
-        )
-        self._dead_topic = app.topic(
-            self.topics.dead_letter, key_serializer="raw", value_serializer="raw"
-        )
+
+        def output(name: str) -> Any:
+            return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+        self._drift_topic = output(self.topics.drift_alerts)
+        self._perf_topic = output(self.topics.performance_alerts)
+        self._dead_topic = output(self.topics.dead_letter)
+        self._retrain_topic = output(self.topics.retrain_requests)
+        self._review_topic = output(self.topics.review_requests)
         r = metrics.registry
         self.redis = _Outage(
             "Redis",
@@ -570,6 +571,16 @@ class WorkerRuntime:
                 alert.signal,
                 alert.message,
             )
+        # requests travel with the alerts: delivered (retried) before the checkpoint
+        for retrain in result.retrain_requests:
+            outputs.append(
+                (self._retrain_topic, retrain.model_id.encode(), retrain.to_json(now_ms))
+            )
+            log.warning(
+                "RETRAIN REQUEST %s %s: %s", retrain.model_id, retrain.request_id, retrain.message
+            )
+        for review in result.review_requests:
+            outputs.append((self._review_topic, review.model_id.encode(), review.to_json(now_ms)))
         if outputs:
             await self._deliver(outputs)
         cp = take_checkpoint(part)
@@ -592,8 +603,8 @@ class WorkerRuntime:
 
         The producer retries on its own while the broker is away, so slow acknowledgements are
         only reported (once per outage) and waited for; records whose send failed are sent again
-        after a backoff. Resending is safe: alerts carry stable ids (consumers de-duplicate),
-        dead letters name their source offset.
+        after a backoff. Resending is safe: alerts and requests carry stable ids (consumers
+        de-duplicate), dead letters name their source offset.
         """
         retryable = _kafka_retryable()
         delay = _BACKOFF_FIRST_S

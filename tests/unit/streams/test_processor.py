@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from typing import Any
 
@@ -11,7 +10,7 @@ import orjson
 
 from streams.config import parse_config
 from streams.processor import PartitionState, Processor, SourceRecord
-from streams.state import InMemoryStateStore
+from tests.unit.streams.crashes import apply_with_crashes
 
 T0 = 1_700_000_000_000
 N, CHANGE = 3000, 1500
@@ -147,30 +146,8 @@ def test_crash_between_checkpoints_replays_to_identical_state() -> None:
     _, reference = run([recs])
     ref_part, _ = run([recs])
 
-    async def crashing() -> tuple[PartitionState, set[str]]:
-        processor = Processor(CONFIG)
-        store = InMemoryStateStore(processor)
-        part = await store.assign(0, "w1")
-        ids: set[str] = set()
-        rng = random.Random(9)
-        pos = 0
-        while pos < len(recs):
-            size = rng.randint(50, 900)
-            batch = recs[pos : pos + size]
-            done = pos + size >= len(recs)
-            result = processor.apply(part, batch, predictions_caught_up=done, labels_caught_up=done)
-            ids |= {a.alert_id for a in result.alerts}
-            if rng.random() < 0.3 and not done:
-                # crash: this batch's state is lost, the alerts were already sent
-                part = await store.assign(0, "w2")
-                restart = min(part.offsets["predictions"], part.offsets["labels"])
-                pos = next((i for i, r in enumerate(recs) if r.offset > restart), 0)
-                continue
-            await store.checkpoint(part)
-            pos += size
-        return part, ids
-
-    part, ids = asyncio.run(crashing())
+    part, results = apply_with_crashes(Processor(CONFIG), recs, seed=9)
+    ids = {a.alert_id for result in results for a in result.alerts}
     assert {m: s.counters for m, s in part.models.items()} == {
         m: s.counters for m, s in ref_part.models.items()
     }
