@@ -24,9 +24,11 @@ __all__ = [
     "DEAD_LETTER_TOPIC",
     "MAX_REASONS",
     "MAX_REASON_CHARS",
+    "REASON_CATEGORIES",
     "DeadLetter",
     "dead_letter_record",
     "parse_dead_letter",
+    "reason_category",
 ]
 
 DEAD_LETTER_TOPIC: Final = "driftline-dead-letter"
@@ -56,6 +58,45 @@ class DeadLetter(TypedDict):
 def _b64(data: bytes | None) -> str | None:
     """Base64 text of ``data``, or None for an absent key/value."""
     return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+# (category, marker in the decoder's reason text), first match wins; see streams/events.py
+_CATEGORY_MARKERS: Final = (
+    ("null_value", "null value"),
+    ("oversize", "oversize:"),
+    ("invalid_json", "invalid JSON"),
+    ("invalid_json", "invalid UTF-8"),
+    ("empty_envelope", "empty batch envelope"),
+    ("not_an_object", "expected a JSON object"),
+    ("key_mismatch", "does not match record key"),
+    ("mixed_models", "(one model per envelope)"),
+)
+REASON_CATEGORIES: Final = (
+    "null_value",
+    "oversize",
+    "invalid_json",
+    "empty_envelope",
+    "not_an_object",
+    "key_mismatch",
+    "mixed_models",
+    "invalid_field",
+)
+"""The bounded set of dead-letter reasons counted in ``driftline_dead_letters_total{reason}``."""
+
+
+def reason_category(reason: str) -> str:
+    """The category of a decoder reason: one of `REASON_CATEGORIES` (``invalid_field``, a field
+    that breaks the event contract, unless the text says otherwise).
+
+    >>> reason_category("event[3]: score: must be a number in [0, 1], got 2")
+    'invalid_field'
+    >>> reason_category("invalid JSON: unexpected character: line 1 column 2 (char 1)")
+    'invalid_json'
+    """
+    for category, marker in _CATEGORY_MARKERS:
+        if marker in reason:
+            return category
+    return "invalid_field"
 
 
 def _bounded_reasons(reasons: list[str]) -> list[str]:

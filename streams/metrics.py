@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.deadletter import REASON_CATEGORIES
 from streams.processor import BatchResult
 
 
@@ -31,8 +32,13 @@ class WorkerMetrics:
             registry=r,
         )
         self.dead_letters = Counter(
-            "driftline_dead_letters", "Records sent to the dead-letter topic", registry=r
+            "driftline_dead_letters",
+            "Records sent to the dead-letter topic, by the category of their first reason",
+            ["reason"],
+            registry=r,
         )
+        for reason in REASON_CATEGORIES:  # every series exists from the start, at 0
+            self.dead_letters.labels(reason=reason)
         self.alerts = Counter(
             "driftline_alerts", "Alerts emitted", ["type", "severity"], registry=r
         )
@@ -57,8 +63,9 @@ class WorkerMetrics:
                 self.records.labels(topic=key.split(":", 1)[1]).inc(n)
             elif key.startswith("events:"):
                 self.events.labels(topic=key.split(":", 1)[1]).inc(n)
+            elif key.startswith("dead_letter:"):
+                self.dead_letters.labels(reason=key.split(":", 1)[1]).inc(n)
         self.skipped.inc(result.counts.get("skipped", 0))
-        self.dead_letters.inc(result.counts.get("dead_letters", 0))
         for alert in result.alerts:
             self.alerts.labels(type=alert.type, severity=alert.severity).inc()
         if result.retrain_requests:

@@ -34,7 +34,7 @@ from streams.config import (
     PageHinkleySettings,
     PSISettings,
 )
-from streams.deadletter import dead_letter_record
+from streams.deadletter import dead_letter_record, reason_category
 from streams.events import Label, Prediction, decode_labels, decode_predictions
 from streams.join import BufferedLabel, Expired, LabelJoin, Outcome
 from streams.model_state import ModelState, Task
@@ -152,6 +152,7 @@ class Processor:
             decoded = decode_labels(rec.key, rec.value, rec.timestamp_ms)
         if decoded.errors:
             out.counts["dead_letters"] += 1
+            out.counts["dead_letter:" + reason_category(decoded.errors[0])] += 1
             out.dead_letters.append(
                 dead_letter_record(
                     topic=rec.topic,

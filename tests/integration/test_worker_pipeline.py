@@ -189,7 +189,7 @@ def test_malformed_record_goes_to_dead_letter_and_neighbours_are_processed(
     good = prediction_events("m1", [{"prediction": 1, "score": 0.7}] * 4, T0)
     bad_json = b'{"model_id": "m1", "prediction_id": '
     envelope = orjson.dumps([good[2], {**good[3], "score": 1.7}])
-    pipeline.start_worker()
+    worker = pipeline.start_worker()
     pipeline.send(pipeline.topics.predictions, [good[0], bad_json, good[1]], key=b"m1")
     pipeline.send(pipeline.topics.predictions, [envelope], key=b"m1")
     pipeline.wait_until(all_processed({"m1": (3, 0)}), what="valid events")
@@ -204,6 +204,10 @@ def test_malformed_record_goes_to_dead_letter_and_neighbours_are_processed(
     assert "event[1]" in second["reason"] and "score" in second["reason"]
     assert base64.b64decode(second["value_b64"]) == envelope
     assert pipeline.models()["m1"].counters["predictions"] == 3
+    by_reason = metric_values(worker.web_url(), "driftline_dead_letters_total")
+    assert by_reason['{reason="invalid_json"}'] == 1.0
+    assert by_reason['{reason="invalid_field"}'] == 1.0
+    assert sum(by_reason.values()) == 2.0
 
 
 def test_labels_join_in_either_order_and_expired_halves_are_counted(

@@ -14,10 +14,12 @@ from streams.deadletter import (
     DEAD_LETTER_TOPIC,
     MAX_REASON_CHARS,
     MAX_REASONS,
+    REASON_CATEGORIES,
     dead_letter_record,
     parse_dead_letter,
+    reason_category,
 )
-from streams.events import decode_predictions
+from streams.events import MAX_RECORD_BYTES, decode_predictions
 
 
 def letter(
@@ -222,3 +224,23 @@ def valid_document() -> dict[str, object]:
 def test_parse_refuses_what_is_not_a_dead_letter(value: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         parse_dead_letter(value)
+
+
+def test_every_decoder_failure_has_its_reason_category() -> None:
+    good = {"model_id": "m", "prediction_id": "p", "prediction": 1, "timestamp": 1}
+    cases = {
+        "null_value": (b"m", None),
+        "oversize": (b"m", b" " * (MAX_RECORD_BYTES + 1)),
+        "invalid_json": (b"m", b"{nope"),
+        "empty_envelope": (b"m", b"[]"),
+        "not_an_object": (b"m", b"42"),
+        "key_mismatch": (b"other", orjson.dumps(good)),
+        "mixed_models": (None, orjson.dumps([good, {**good, "model_id": "n"}])),
+        "invalid_field": (b"m", orjson.dumps({**good, "score": 2})),
+    }
+    assert set(cases) == set(REASON_CATEGORIES)
+    for category, (key, value) in cases.items():
+        decoded = decode_predictions(key, value, 0)
+        assert decoded.errors, category
+        assert reason_category(decoded.errors[0]) == category, decoded.errors
+    assert reason_category(decode_predictions(b"m", b"\xff\xfe", 0).errors[0]) == "invalid_json"
