@@ -12,6 +12,11 @@ topic and model into batch envelopes (a JSON array of events of one model = one 
 would take it over ``max_batch_bytes``, or ``linger_ms`` after its first event (a daemon thread
 sends those), and on :meth:`Monitor.flush` / :meth:`Monitor.close`.
 
+``linger_ms`` defaults to 200: a model logging 50 predictions a second then sends envelopes of
+about ten events rather than two or three, and the worker's cost per record (faust's, mostly) is
+shared by that many events; 200 ms is small next to the one-second alert latency the pipeline
+keeps (docs/performance.md). Lower it if the events must reach the topic sooner.
+
 Events without a ``timestamp`` get the current time (epoch ms) when logged, so they carry event time
 rather than the time the envelope happened to be sent.
 
@@ -85,7 +90,7 @@ class EnvelopeBuffer:
         self,
         max_events: int = 100,
         max_bytes: int = 512_000,
-        linger_ms: float = 50,
+        linger_ms: float = 200,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_events < 1:
@@ -212,7 +217,7 @@ class Monitor:
         labels_topic: str = "labels",
         max_batch_events: int = 100,
         max_batch_bytes: int = 512_000,
-        linger_ms: float = 50,
+        linger_ms: float = 200,
         on_error: ErrorCallback | None = None,
         producer: Producer | None = None,
         **kafka_options: Any,
