@@ -18,10 +18,10 @@ start-up are not counted for anyone.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -360,9 +360,52 @@ def timed_worker(worker: WorkerProcess, client: redis.Redis, prefix: str, record
     raise RuntimeError(f"worker did not apply {records} records in {timeout_s:.0f} s")
 
 
+def _collect_alerts(bootstrap: str, topics: list[str], out: Any, stop: Any) -> None:
+    """Child process: each alert's prediction id and wall-clock arrival time, to ``out``.
+
+    Its own process, so that the producer's work (and the GIL) cannot delay when an alert is
+    seen. Wall clock on both sides: producer and collector run on the same host.
+    """
+    consumer = KafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+        # the embedded broker holds a fetch for its full wait: keep the instrument's short
+        fetch_max_wait_ms=10,
+    )  # fmt: skip
+    try:
+        while not stop.is_set():
+            for batch in consumer.poll(timeout_ms=100).values():
+                now = time.time()
+                out.send([(orjson.loads(rec.value)["prediction_id"], now) for rec in batch])
+    finally:
+        consumer.close()
+        out.send(None)
+
+
+def _latency_events(predictions: int, seed: int = 3) -> list[tuple[str, str, int, float, float]]:
+    """(model, prediction id, prediction, score, x) per prediction, made before the clock runs.
+
+    The level of ``x`` flips between 0 and +3 sd three times per model, so alerts keep firing.
+    """
+    rng = np.random.default_rng(seed)
+    scores = rng.beta(2, 5, predictions)
+    noise = rng.normal(0, 1, predictions)
+    period = max(150, predictions // MODELS // 3)
+    out = []
+    for k in range(predictions):
+        mid = f"model-{k % MODELS:03d}"
+        i = k // MODELS
+        shift = 3.0 if (i // period) % 2 else 0.0
+        score = round(float(scores[k]), 5)
+        out.append((mid, f"{mid}-{i}", int(score > 0.5), score, round(float(noise[k]) + shift, 5)))
+    return out
+
+
 def alert_latency(stack: EmbeddedStack, workdir: Path, rate: float, seconds: float,
                   options: RunOptions) -> dict[str, Any]:  # fmt: skip
-    """Publish at ``rate`` events/s with a recurring feature shift; latency per alert."""
+    """Publish at ``rate`` events/s with a recurring feature shift; latency per alert.
+
+    Latency: from the ``log_prediction`` call to the alert read by a consumer in another process.
+    """
     prefix = f"lat{uuid.uuid4().hex[:6]}"
     topics = topic_names(prefix)
     create_topics(stack, topics)
@@ -371,58 +414,36 @@ def alert_latency(stack: EmbeddedStack, workdir: Path, rate: float, seconds: flo
     worker = WorkerProcess(workdir / f"{prefix}.log", stack.bootstrap_servers, stack.redis_url,
                            config)  # fmt: skip
     worker.start()
+    # enough predictions per model for a warm-up and two level flips, however slow the rate
+    predictions = max(int(rate * seconds / 2), MODELS * 400)
+    planned = _latency_events(predictions)
     sent: dict[str, float] = {}
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def collect() -> None:
-        consumer = KafkaConsumer(
-            topics["drift_alerts"], topics["performance_alerts"],
-            bootstrap_servers=stack.bootstrap_servers, auto_offset_reset="earliest",
-            group_id=None, consumer_timeout_ms=500,
-            # the embedded broker holds a fetch for its full wait: keep the instrument's short
-            fetch_max_wait_ms=10,
-        )  # fmt: skip
-        try:
-            while not stop.is_set():
-                for batch in consumer.poll(timeout_ms=200).values():
-                    now = time.perf_counter()
-                    for rec in batch:
-                        t = sent.get(orjson.loads(rec.value)["prediction_id"])
-                        if t is not None:
-                            latencies.append(now - t)
-        finally:
-            consumer.close()
-
-    collector = threading.Thread(target=collect, daemon=True)
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    stop = ctx.Event()
+    alert_topics = [topics["drift_alerts"], topics["performance_alerts"]]
+    collector = ctx.Process(
+        target=_collect_alerts,
+        args=(stack.bootstrap_servers, alert_topics, sender, stop),
+        daemon=True,
+    )
     collector.start()
     try:
         worker.web_url()
-        rng = np.random.default_rng(3)
-        per_model: dict[str, int] = {}
         monitor = Monitor(stack.bootstrap_servers, predictions_topic=topics["predictions"],
                           labels_topic=topics["labels"], acks=1)  # fmt: skip
-        # enough predictions per model for a warm-up and two level flips, however slow the rate
-        predictions = max(int(rate * seconds / 2), MODELS * 400)
-        period = max(150, predictions // MODELS // 3)
         step = 0.01
         start = time.perf_counter()
         k = 0
         while k < predictions:
             due = min(predictions, int((time.perf_counter() - start) * rate / 2) + 1)
             while k < due:
-                mid = f"model-{k % MODELS:03d}"
-                i = per_model[mid] = per_model.get(mid, -1) + 1
-                # the level of x flips between 0 and +3 sd three times per model
-                shift = 3.0 if (i // period) % 2 else 0.0
-                pid = f"{mid}-{i}"
+                mid, pid, pred, score, x = planned[k]
                 ts = T0_MS + k
-                sent[pid] = time.perf_counter()
-                score = float(rng.beta(2, 5))
-                monitor.log_prediction(mid, pid, int(score > 0.5), score=round(score, 5),
-                                       features={"x": round(float(rng.normal()) + shift, 5)},
+                sent[pid] = time.time()
+                monitor.log_prediction(mid, pid, pred, score=score, features={"x": x},
                                        timestamp=ts)  # fmt: skip
-                monitor.log_label(mid, pid, int(score > 0.5), timestamp=ts + 1)
+                monitor.log_label(mid, pid, pred, timestamp=ts + 1)
                 k += 1
             time.sleep(step)
         produced_s = time.perf_counter() - start
@@ -433,10 +454,16 @@ def alert_latency(stack: EmbeddedStack, workdir: Path, rate: float, seconds: flo
         time.sleep(2.0)  # the last alerts reach the collector
     finally:
         stop.set()
-        collector.join(timeout=5)
+        arrivals: list[tuple[str, float]] = []
+        while receiver.poll(10):
+            batch = receiver.recv()
+            if batch is None:
+                break
+            arrivals.extend(batch)
+        collector.join(timeout=10)
         worker.stop()
         client.close()
-    lat = np.array(sorted(latencies)) * 1000
+    lat = np.array(sorted(1000 * (t - sent[pid]) for pid, t in arrivals if pid in sent))
     options.say(f"throughput: {len(lat)} alerts, published {2 * predictions / produced_s:,.0f}/s")
     return {
         "rate_events_per_s": rate,
