@@ -34,16 +34,10 @@ import redis
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
-from redis.exceptions import (
-    BusyLoadingError,
-    ReadOnlyError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.config import Config, Connections
 from streams.rate_limit import ModelRateLimiter, SuppressedAlerts
+from streams.redis_errors import REDIS_TRANSIENT_ERRORS
 from streams.slack import alert_message, suppressed_message, suppressed_text
 from streams.webhook import Backoff, Outcome, WebhookClient, wait_or_stop
 
@@ -67,13 +61,7 @@ _MAX_POLL_RECORDS = 100
 _KEEPALIVE_EVERY_S = 1.0
 _TOPIC_WAIT_NOTICE_S = 5.0
 _REDIS_BACKOFF = Backoff(first_s=0.1, max_s=5.0)
-_REDIS_RETRYABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    ReadOnlyError,
-    TryAgainError,
-)
+_REDIS_RETRYABLE = REDIS_TRANSIENT_ERRORS
 
 
 class InvalidAlert(ValueError):

@@ -34,9 +34,6 @@ import faust
 from faust.types import TP, EventT
 from kafka.errors import KafkaError as SyncKafkaError
 from prometheus_client import Counter, Gauge
-from redis.exceptions import BusyLoadingError, ReadOnlyError, TryAgainError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.config import Config, Connections
 from streams.continuity import Continuity, OffsetContinuity
@@ -44,6 +41,7 @@ from streams.metrics import WorkerMetrics
 from streams.model_health import ModelHealth, model_health
 from streams.model_metrics import ModelMetricsCollector
 from streams.processor import BatchResult, PartitionState, Processor, SourceRecord
+from streams.redis_errors import REDIS_TRANSIENT_ERRORS
 from streams.state import RedisStateStore, StaleEpochError, StateStore, take_checkpoint
 from streams.status_feed import StatusFeed
 from streams.status_page import STATUS_PAGE_HEADERS, STATUS_PAGE_HTML
@@ -52,16 +50,8 @@ from streams.transport import DriftlineApp
 
 log = logging.getLogger("driftline.worker")
 
-# Redis errors that go away by themselves: connection refused/reset, timeouts, a restarted Redis
-# loading its data, a replica promoted after a failover, a cluster slot migrating.
-_REDIS_RETRYABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    ReadOnlyError,
-    TryAgainError,
-    OSError,
-)
+# transient Redis errors, plus socket errors the asyncio client lets through
+_REDIS_RETRYABLE: tuple[type[BaseException], ...] = (*REDIS_TRANSIENT_ERRORS, OSError)
 _END_OFFSETS_TIMEOUT_S = 5.0
 _READY_TIMEOUT_S = 2.0
 _DELIVERY_SLOW_S = 15.0
