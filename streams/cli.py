@@ -26,6 +26,20 @@ config_option = click.option(
     help="YAML config (default: config/driftline.yaml if present, else packaged defaults).",
 )
 
+loglevel_option = click.option(
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+
+
+def _setup_logging(loglevel: str) -> None:
+    logging.basicConfig(
+        level=loglevel.upper(),
+        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+    )
+
 
 @click.group()
 @click.version_option(package_name="driftline")
@@ -39,23 +53,16 @@ def main() -> None:
     "--web-port",
     type=int,
     default=None,
-    help="Port of /metrics and /healthz (0 = pick a free one). Default: worker.web_port.",
+    help="Port of the status page, /metrics, /healthz and /readyz (0 = pick a free one). "
+    "Default: worker.web_port.",
 )
-@click.option(
-    "--loglevel",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
+@loglevel_option
 def worker(config_path: str | None, web_port: int | None, loglevel: str) -> None:
     """Run a worker (one member of the consumer group). Reads KAFKA_BOOTSTRAP_SERVERS, REDIS_URL."""
     from streams.worker import run_worker
 
     config = _load(config_path)
-    logging.basicConfig(
-        level=loglevel.upper(),
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-    )
+    _setup_logging(loglevel)
     from kafka.errors import KafkaError
 
     from streams.topics import TopicLayoutError
@@ -156,12 +163,7 @@ def alerts(
     required=True,
     help="Slack-compatible incoming-webhook URL. It is a secret: prefer the variable.",
 )
-@click.option(
-    "--loglevel",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
+@loglevel_option
 def notify(config_path: str | None, webhook_url: str, loglevel: str) -> None:
     """Post each alert once to a webhook (Slack JSON), rate-limited per model, until stopped.
 
@@ -178,10 +180,7 @@ def notify(config_path: str | None, webhook_url: str, loglevel: str) -> None:
         validate_webhook_url(webhook_url)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    logging.basicConfig(
-        level=loglevel.upper(),
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-    )
+    _setup_logging(loglevel)
     if loglevel != "debug":  # kafka-python narrates every connection at INFO
         logging.getLogger("kafka").setLevel(logging.WARNING)
     connections = Connections.from_env()
