@@ -69,6 +69,10 @@ class LabelJoin:
         self.prediction_time = -1
         self.label_time = -1
         self.dirty: set[tuple[str, Key]] = set()
+        # buffered labels since the last take_dirty, by (offset, index): checkpoints carry the
+        # change, not the whole buffer (it holds up to the topics' allowed skew, 60 s of labels)
+        self.buffer_added: dict[tuple[int, int], BufferedLabel] = {}
+        self.buffer_released: list[tuple[int, int]] = []
 
     # -- inputs -----------------------------------------------------------------------------
     def add_prediction(
@@ -109,6 +113,7 @@ class LabelJoin:
         if label.timestamp_ms > self.label_time:
             self.label_time = label.timestamp_ms
         self.buffer.append(label)
+        self.buffer_added[(label.offset, label.index)] = label
 
     # -- release and expiry -----------------------------------------------------------------
     def releasable(self) -> bool:
@@ -121,6 +126,9 @@ class LabelJoin:
         buffer = self.buffer
         while buffer and (predictions_caught_up or buffer[0].timestamp_ms <= self.prediction_time):
             lab = buffer.popleft()
+            at = (lab.offset, lab.index)
+            if self.buffer_added.pop(at, None) is None:
+                self.buffer_released.append(at)
             key = (lab.model_id, lab.prediction_id)
             pending = self.predictions.pop(key, None)
             if pending is None:
@@ -180,24 +188,20 @@ class LabelJoin:
 
     # -- encoding ---------------------------------------------------------------------------
     def meta_state(self) -> dict[str, Any]:
-        """Stream times and the label buffer (small) for the partition's meta record."""
-        return {
-            "pt": self.prediction_time,
-            "lt": self.label_time,
-            "buf": [
-                [b.model_id, b.prediction_id, b.label, b.timestamp_ms, b.offset, b.index]
-                for b in self.buffer
-            ],
-        }
+        """Stream times, for the partition's meta record (the buffer goes with the halves)."""
+        return {"pt": self.prediction_time, "lt": self.label_time}
 
     def restore_meta(self, meta: dict[str, Any]) -> None:
         """Inverse of :meth:`meta_state`."""
         self.prediction_time = int(meta.get("pt", -1))
         self.label_time = int(meta.get("lt", -1))
-        self.buffer = deque(BufferedLabel(*item) for item in meta.get("buf", []))
+        # older checkpoints kept the whole buffer here: the next checkpoint moves it to fields
+        for item in meta.get("buf", []):
+            self.add_label(BufferedLabel(*item))
 
     def take_dirty(self) -> tuple[dict[bytes, Any], list[bytes]]:
-        """Pending halves changed since the last call: (field -> value to set, fields to delete)."""
+        """Pending halves and buffered labels changed since the last call: (field -> value to
+        set, fields to delete)."""
         upserts: dict[bytes, Any] = {}
         deletes: list[bytes] = []
         for tag, key in self.dirty:
@@ -208,22 +212,43 @@ class LabelJoin:
             else:
                 upserts[field_name] = [current[0], current[1]]
         self.dirty.clear()
+        for (offset, index), b in self.buffer_added.items():
+            upserts[buffer_field(offset, index)] = [b.model_id, b.prediction_id, b.label,
+                                                    b.timestamp_ms]  # fmt: skip
+        deletes.extend(buffer_field(offset, index) for offset, index in self.buffer_released)
+        self.buffer_added.clear()
+        self.buffer_released.clear()
         return upserts, deletes
 
     def restore_pending(self, items: list[tuple[bytes, list[Any]]]) -> None:
-        """Load pending halves (field, [value, ts]) in timestamp order (the expiry scan order)."""
+        """Load pending halves (field, [value, ts]) in timestamp order (the expiry scan order)
+        and buffered labels in label-offset order (the release order)."""
         decoded = []
-        for field_name, (value, ts) in items:
+        buffered = []
+        for field_name, value in items:
+            if field_name.startswith(b"b\x00"):
+                _, offset, index = field_name.split(b"\x00")
+                model_id, prediction_id, label, ts = value
+                buffered.append(BufferedLabel(model_id, prediction_id, label, int(ts),
+                                              int(offset), int(index)))  # fmt: skip
+                continue
             tag, key = parse_pending_field(field_name)
-            decoded.append((int(ts), tag, key, value))
+            decoded.append((int(value[1]), tag, key, value[0]))
         decoded.sort(key=lambda item: (item[0], item[1], item[2]))
-        for ts, tag, key, value in decoded:
-            (self.predictions if tag == "p" else self.labels)[key] = (value, ts)
+        for ts, tag, key, half in decoded:
+            (self.predictions if tag == "p" else self.labels)[key] = (half, ts)
+        buffered.sort(key=lambda b: (b.offset, b.index))
+        self.buffer.extend(buffered)
 
 
 def pending_field(tag: str, key: Key) -> bytes:
     """Redis hash field for a pending half: ``p|l`` NUL model NUL prediction_id."""
     return f"{tag}\x00{key[0]}\x00{key[1]}".encode()
+
+
+def buffer_field(offset: int, index: int) -> bytes:
+    """Redis hash field for a buffered label: ``b`` NUL label offset NUL index in envelope."""
+    return b"b\x00%d\x00%d" % (offset, index)
 
 
 def parse_pending_field(field_name: bytes) -> tuple[str, Key]:

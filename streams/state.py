@@ -5,7 +5,8 @@ on Redis Cluster and the checkpoint is one atomic Lua call:
 
 - ``…:meta``    hash: ``epoch``, ``off:predictions``, ``off:labels``, ``join`` (msgpack), ``owner``
 - ``…:models``  hash: model_id → :meth:`ModelState.encode` bytes
-- ``…:pending`` hash: pending join half → msgpack ``[value, timestamp_ms]``
+- ``…:pending`` hash: pending join half → msgpack ``[value, timestamp_ms]``, and buffered label
+  (``b`` NUL offset NUL index) → msgpack ``[model_id, prediction_id, label, timestamp_ms]``
 
 Assignment increments the epoch; a checkpoint carrying an older epoch is refused, so a zombie
 worker (one whose partitions were reassigned while it was paused) cannot overwrite newer state.

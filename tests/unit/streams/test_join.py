@@ -96,14 +96,52 @@ def test_dirty_tracking_and_restore_round_trip() -> None:
     join.add_prediction("m", "b", "cat", 1_001, 1, 0)
     join.add_label(label("c", 3_000, 4))
     upserts, deletes = join.take_dirty()
-    assert deletes == [] and len(upserts) == 2
+    assert deletes == []
+    assert set(upserts) == {b"p\x00m\x00a", b"p\x00m\x00b", b"b\x004\x000"}
     restored = LabelJoin(ttl_ms=10_000, max_pending=100)
-    restored.restore_pending(list(upserts.items()))
     restored.restore_meta(join.meta_state())
+    restored.restore_pending(list(upserts.items()))
     assert restored.predictions == join.predictions
     assert list(restored.buffer) == list(join.buffer)
     assert restored.prediction_time == join.prediction_time
+    assert restored.take_dirty() == ({}, [])  # a restored state has nothing to write back
     join.add_label(label("a", 1_000, 5))
     list(join.release(True))
     _, deletes = join.take_dirty()
     assert b"p\x00m\x00a" in deletes
+    assert b"b\x004\x000" in deletes  # released after it was checkpointed
+
+
+def test_checkpoint_carries_buffer_changes_not_the_buffer() -> None:
+    join = LabelJoin(ttl_ms=10_000, max_pending=100)
+    for i in range(100):
+        join.add_label(label(f"x{i}", 5_000 + i, i))
+    upserts, _ = join.take_dirty()
+    assert len(upserts) == 100
+    assert "buf" not in join.meta_state()
+    join.add_label(label("y", 6_000, 100))
+    join.add_prediction("m", "z", 1, 5_000, 0, 0)  # releases x0 only (t=5000)
+    assert len([o for o in join.release(False) if o is None]) == 1
+    upserts, deletes = join.take_dirty()
+    assert set(upserts) == {b"b\x00100\x000", b"p\x00m\x00z", b"l\x00m\x00x0"}
+    assert deletes == [b"b\x000\x000"]
+
+
+def test_label_buffered_and_released_between_checkpoints_is_never_written() -> None:
+    join = LabelJoin(ttl_ms=10_000, max_pending=100)
+    join.add_prediction("m", "a", 1, 1_000, 0, 0)
+    join.add_label(label("a", 1_000, 0))
+    list(join.release(False))
+    upserts, deletes = join.take_dirty()
+    assert upserts == {} and deletes == [b"p\x00m\x00a"]
+
+
+def test_buffer_in_an_older_meta_record_is_restored_and_moved_to_fields() -> None:
+    old_meta = {"pt": 10, "lt": 20, "buf": [["m", "a", 1, 15, 7, 0], ["m", "b", 0, 20, 8, 2]]}
+    join = LabelJoin(ttl_ms=10_000, max_pending=100)
+    join.restore_meta(old_meta)
+    join.restore_pending([])
+    assert [(b.prediction_id, b.offset, b.index) for b in join.buffer] == [("a", 7, 0), ("b", 8, 2)]
+    assert (join.prediction_time, join.label_time) == (10, 20)
+    upserts, _ = join.take_dirty()
+    assert upserts == {b"b\x007\x000": ["m", "a", 1, 15], b"b\x008\x002": ["m", "b", 0, 20]}
