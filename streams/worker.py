@@ -814,6 +814,9 @@ def create_app(config: Config, connections: Connections, options: WorkerOptions)
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
+        # records handed to the stream but not yet applied: a topic paused for running ahead
+        # still delivers them, so this bounds how far past the skew limit it gets (faust: 4096)
+        stream_buffer_maxsize=config.worker.checkpoint_every_records,
         producer_acks=-1,
     )
     processor = Processor(config)
