@@ -277,6 +277,8 @@ class Processor:
         model, settings = ctx.model, ctx.settings
         dd, dq = settings.data_drift, settings.data_quality
         kinds = model.feature_kinds
+        detectors, psis = model.features, model.psi
+        drift_on, psi_on = dd.enabled, dd.psi.enabled
         missing = wrong_type = unseen = 0
         present = 0  # features of this event that are among the model's known features
         for name, raw in features.items():
@@ -285,7 +287,12 @@ class Processor:
                 present += name in kinds
                 continue
             cls = raw.__class__
-            kind = "n" if cls is float or cls is int or _is_number(raw) else "c"
+            if cls is float or cls is int:
+                kind = "n"
+            elif cls is str:
+                kind = "c"
+            else:
+                kind = "n" if _is_number(raw) else "c"
             known = kinds.get(name)
             if known is None:
                 if len(kinds) >= dd.max_features:
@@ -295,31 +302,36 @@ class Processor:
             if kind != known:
                 wrong_type += 1
                 continue
-            if not dd.enabled:
+            if not drift_on:
                 continue
             if kind == "n":
                 value = float(raw)  # type: ignore[arg-type]
                 if not math.isfinite(value):
                     continue
-                det = model.features.get(name)
+                det = detectors.get(name)
                 if det is None:
-                    det = model.features[name] = _numeric(dd, model.model_id, name)
+                    det = detectors[name] = _numeric(dd, model.model_id, name)
                 det.update(value)
                 if det.drift_detected:
                     self._drift(ctx, "data_drift", f"feature:{name}", det, value)
-                    model.features[name] = _numeric(dd, model.model_id, name)
-            if dd.psi.enabled:
-                psi = model.psi.get(name)
-                if psi is None:
-                    psi = model.psi[name] = _psi(dd.psi, kind)
-                if isinstance(psi, CategoricalPSI):
-                    category = raw if isinstance(raw, (str, bool)) else str(raw)
-                    unseen += psi.is_unseen(category)
-                    psi.update(category)
-                else:
-                    psi.update(float(raw))  # type: ignore[arg-type]
-                if psi.just_checked:
-                    self._psi_alert(ctx, name, psi)
+                    detectors[name] = _numeric(dd, model.model_id, name)
+                if psi_on:
+                    psi = psis.get(name)
+                    if psi is None:
+                        psi = psis[name] = _psi(dd.psi, kind)
+                    psi.update(value)
+                    if psi.just_checked:
+                        self._psi_alert(ctx, name, psi)
+            elif psi_on:
+                cpsi = psis.get(name)
+                if cpsi is None:
+                    cpsi = psis[name] = _psi(dd.psi, kind)
+                # kind "c": the detector is a CategoricalPSI (created for the feature's kind)
+                category: str | bool = raw if cls is str or cls is bool else str(raw)  # type: ignore[assignment]
+                unseen += cpsi.is_unseen(category)  # type: ignore[union-attr]
+                cpsi.update(category)  # type: ignore[arg-type]
+                if cpsi.just_checked:
+                    self._psi_alert(ctx, name, cpsi)
         missing += len(kinds) - present  # known features absent from this event
         if dq.enabled:
             if model.quality is None:
