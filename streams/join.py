@@ -204,13 +204,14 @@ class LabelJoin:
         set, fields to delete)."""
         upserts: dict[bytes, Any] = {}
         deletes: list[bytes] = []
+        predictions, labels = self.predictions, self.labels
         for tag, key in self.dirty:
-            field_name = pending_field(tag, key)
-            current = (self.predictions if tag == "p" else self.labels).get(key)
+            field_name = f"{tag}\x00{key[0]}\x00{key[1]}".encode()  # pending_field, inlined
+            current = (predictions if tag == "p" else labels).get(key)
             if current is None:
                 deletes.append(field_name)
             else:
-                upserts[field_name] = [current[0], current[1]]
+                upserts[field_name] = current  # (value, timestamp_ms): a msgpack array
         self.dirty.clear()
         for (offset, index), b in self.buffer_added.items():
             upserts[buffer_field(offset, index)] = [b.model_id, b.prediction_id, b.label,

@@ -247,7 +247,8 @@ class Processor:
                 model.expected = ExpectedAccuracy(window=ea.window)
             model.expected.update(ev.score)
             threshold = ea.min_accuracy
-            estimate = model.expected.value
+            # tracked for status and metrics either way; evaluated only when it can page
+            estimate = None if threshold is None else model.expected.value
             if (
                 threshold is not None
                 and estimate is not None

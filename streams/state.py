@@ -55,6 +55,7 @@ def take_checkpoint(part: PartitionState) -> Checkpoint:
     models = {mid: part.models[mid].encode() for mid in sorted(part.dirty_models)}
     part.dirty_models.clear()
     upserts, deletes = part.join.take_dirty()
+    pack = msgpack.Packer(use_bin_type=True).pack  # one packer for all the halves
     meta = {
         "off:predictions": str(part.offsets["predictions"]).encode(),
         "off:labels": str(part.offsets["labels"]).encode(),
@@ -65,7 +66,7 @@ def take_checkpoint(part: PartitionState) -> Checkpoint:
         epoch=part.epoch,
         meta=meta,
         models=models,
-        pending_set={k: msgpack.packb(v, use_bin_type=True) for k, v in upserts.items()},
+        pending_set={k: pack(v) for k, v in upserts.items()},
         pending_del=deletes,
     )
 
