@@ -206,7 +206,7 @@ class LabelJoin:
         deletes: list[bytes] = []
         predictions, labels = self.predictions, self.labels
         for tag, key in self.dirty:
-            field_name = f"{tag}\x00{key[0]}\x00{key[1]}".encode()  # pending_field, inlined
+            field_name = pending_field(tag, key)
             current = (predictions if tag == "p" else labels).get(key)
             if current is None:
                 deletes.append(field_name)
@@ -227,11 +227,12 @@ class LabelJoin:
         decoded = []
         buffered = []
         for field_name, value in items:
-            if field_name.startswith(b"b\x00"):
-                _, offset, index = field_name.split(b"\x00")
+            at = parse_buffer_field(field_name)
+            if at is not None:
+                offset, index = at
                 model_id, prediction_id, label, ts = value
-                buffered.append(BufferedLabel(model_id, prediction_id, label, int(ts),
-                                              int(offset), int(index)))  # fmt: skip
+                buffered.append(BufferedLabel(model_id, prediction_id, label, int(ts), offset,
+                                              index))  # fmt: skip
                 continue
             tag, key = parse_pending_field(field_name)
             decoded.append((int(value[1]), tag, key, value[0]))
@@ -250,6 +251,14 @@ def pending_field(tag: str, key: Key) -> bytes:
 def buffer_field(offset: int, index: int) -> bytes:
     """Redis hash field for a buffered label: ``b`` NUL label offset NUL index in envelope."""
     return b"b\x00%d\x00%d" % (offset, index)
+
+
+def parse_buffer_field(field_name: bytes) -> tuple[int, int] | None:
+    """Inverse of :func:`buffer_field`: (offset, index), or None for a pending-half field."""
+    if not field_name.startswith(b"b\x00"):
+        return None
+    _, offset, index = field_name.split(b"\x00")
+    return int(offset), int(index)
 
 
 def parse_pending_field(field_name: bytes) -> tuple[str, Key]:

@@ -61,7 +61,6 @@ _MAX_POLL_RECORDS = 100
 _KEEPALIVE_EVERY_S = 1.0
 _TOPIC_WAIT_NOTICE_S = 5.0
 _REDIS_BACKOFF = Backoff(first_s=0.1, max_s=5.0)
-_REDIS_RETRYABLE = REDIS_TRANSIENT_ERRORS
 
 
 class InvalidAlert(ValueError):
@@ -485,7 +484,7 @@ class Notifier:
         while True:
             try:
                 result = call()
-            except _REDIS_RETRYABLE as exc:
+            except REDIS_TRANSIENT_ERRORS as exc:
                 retry += 1
                 if self._redis_down_since is None:
                     self._redis_down_since = time.monotonic()

@@ -35,6 +35,7 @@ import pytest
 import redis
 
 from streams.embedded import EmbeddedStack
+from streams.join import parse_buffer_field
 from streams.state import partition_keys
 from streams.status import read_partitions
 from tests.integration.pipeline import (
@@ -446,7 +447,7 @@ def _pending(client: redis.Redis, prefix: str, partition: int) -> int:
     """Pending join halves stored for the partition (its hash also holds buffered labels)."""
     key = partition_keys(prefix, prefix, partition)[2]
     return sum(
-        1 for field, _ in client.hscan_iter(key, count=5000) if not field.startswith(b"b\x00")
+        1 for field, _ in client.hscan_iter(key, count=5000) if parse_buffer_field(field) is None
     )
 
 
