@@ -171,6 +171,28 @@ class _WindowedPSI(Detector):
         """
         return self._since_check == 0 and len(self._buffer) == self.window
 
+    def values_to_check(self) -> int:
+        """How many more values it takes to reach the next comparison with the reference.
+
+        Counts what is left of learning the reference. Feeding exactly that many with
+        `update_many` ends on the check, with `just_checked` True and the flags set by it: a
+        caller that acts on every check can still feed values in bulk.
+
+        >>> psi = NumericPSI(reference_size=100, window=50, check_every=10)
+        >>> psi.values_to_check()
+        150
+        >>> _ = psi.update_many([float(i % 7) for i in range(150)])
+        >>> psi.just_checked, psi.values_to_check()
+        (True, 10)
+        """
+        if self._ref_freqs is None:
+            return self._reference_left() + self.window
+        return max(self.window - len(self._buffer), self.check_every - self._since_check, 1)
+
+    def _reference_left(self) -> int:
+        """Values still to learn before the reference is fixed."""
+        raise NotImplementedError
+
     # -- window -----------------------------------------------------------------------------
 
     def _push(self, b: int) -> None:
@@ -471,6 +493,9 @@ class NumericPSI(_WindowedPSI):
     def _pseudo_count(self) -> float:
         return self.eps * self.window
 
+    def _reference_left(self) -> int:
+        return self.reference_size - len(self._learn)
+
     def _set_reference(self, values: list[float]) -> None:
         edges = _quantile_edges(values, self.bins)
         counts = [0] * (len(edges) + 1)
@@ -716,6 +741,9 @@ class CategoricalPSI(_WindowedPSI):
 
     def _pseudo_count(self) -> float:
         return self._PSEUDO
+
+    def _reference_left(self) -> int:
+        return self.reference_size - self.n  # during warm-up, n counts warm-up values
 
     def _learned(self) -> None:
         counts = self._learn

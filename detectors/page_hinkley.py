@@ -404,11 +404,17 @@ class StandardizedPageHinkley(Detector):
             mode != "up" and self._down_max - self._down_sum > h
         )
 
-    def update_many(self, xs: Iterable[float]) -> list[int]:
+    def update_many(self, xs: Iterable[float], stop_at_drift: bool = False) -> list[int]:
         """Feed several values; positions in `xs` where a drift was detected.
 
         Vectorised with numpy when ``alpha == 1`` (cumulative sums and running extremes are
-        computed in the same order as `update`, so the results are bit-identical).
+        computed in the same order as `update`, so the results are bit-identical). With
+        `stop_at_drift` the values after the first detection are not taken, so a caller can
+        act on the detection (say, start a new detector) before feeding the rest.
+
+        >>> d = StandardizedPageHinkley(reference_mean=0.0, reference_std=1.0)
+        >>> d.update_many([0.0] * 50 + [3.0] * 10, stop_at_drift=True), d.n, d.drift_detected
+        ([56], 57, True)
         """
         arr = np.asarray(xs if isinstance(xs, np.ndarray) else list(xs), dtype=np.float64)
         if arr.ndim != 1:
@@ -425,13 +431,19 @@ class StandardizedPageHinkley(Detector):
                 self.update(float(arr[j]))
                 if self.drift_detected:
                     hits.append(j)
+                    if stop_at_drift:
+                        return hits
         elif i < end:
-            self._run_vectorised(arr[i:end], i, hits)
+            self._run_vectorised(arr[i:end], i, hits, stop_at_drift)
+            if hits and stop_at_drift:
+                return hits
         if bad.size:
             check_finite(float(arr[end]))
         return hits
 
-    def _run_vectorised(self, xs: np.ndarray, offset: int, hits: list[int]) -> None:
+    def _run_vectorised(
+        self, xs: np.ndarray, offset: int, hits: list[int], stop_at_drift: bool
+    ) -> None:
         assert self._center is not None and self._scale is not None
         c = self.clip
         with np.errstate(over="ignore"):  # huge values overflow to inf, then clip like `update`
@@ -467,6 +479,8 @@ class StandardizedPageHinkley(Detector):
             self.n += first + 1
             if self.drift_detected:
                 hits.append(offset + pos + first)
+                if stop_at_drift:
+                    return
             pos += first + 1
             chunk = min(chunk * 2, 1 << 16) if not self.drift_detected else 256
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
+
+import numpy as np
 
 from detectors import (
     ADWIN,
@@ -42,6 +44,7 @@ from streams.retrain import RetrainDecision, RetrainPolicy, RetrainRequest
 from streams.review import ReviewDecision, ReviewRequest, ReviewSampler
 
 Kind = Literal["predictions", "labels"]
+_D = TypeVar("_D", bound="StandardizedPageHinkley | KSWIN")
 
 # base64 grows by 4/3: keep dead letters under Kafka's default 1 MB message size.
 DEAD_LETTER_MAX_VALUE_BYTES = 700_000
@@ -93,8 +96,10 @@ def _is_number(value: object) -> bool:
 class Processor:
     """Applies decoded events to partition state and decides alerts."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, bulk_min_values: int = 16) -> None:
         self.config = config
+        # Shorter columns are fed to detectors value by value: a numpy call costs more.
+        self.bulk_min_values = bulk_min_values
         self.topics = config.kafka.topics
         self._settings: dict[str, Detection] = {}
         self._retrain = RetrainPolicy()
@@ -166,14 +171,27 @@ class Processor:
                 )
             )
         events = decoded.events
-        counts[_EVENTS[kind]] += len(events)
+        n = len(events)
+        counts[_EVENTS[kind]] += n
         partition, offset = rec.partition, rec.offset
-        for index, event in enumerate(events):
-            pos = SourcePosition(kind, partition, offset, index)
-            if isinstance(event, Prediction):
-                self._on_prediction(part, event, pos, out)
-            elif isinstance(event, Label):
-                self._on_label(part, event, pos, out)
+        if kind == "labels":
+            for index, label in enumerate(cast("list[Label]", events)):
+                self._on_label(part, label, SourcePosition(kind, partition, offset, index), out)
+            return
+        predictions = cast("list[Prediction]", events)
+        start = 0
+        while start < n:  # runs of one model and version (an SDK envelope is one run)
+            head = predictions[start]
+            end = start + 1
+            while (
+                end < n
+                and predictions[end].model_id == head.model_id
+                and predictions[end].model_version == head.model_version
+            ):
+                end += 1
+            run = predictions if start == 0 and end == n else predictions[start:end]
+            self._on_predictions(part, run, partition, offset, start, out)
+            start = end
 
     # -- predictions ------------------------------------------------------------------------
     def _model(self, part: PartitionState, model_id: str) -> ModelState:
@@ -191,200 +209,348 @@ class Processor:
             return "regression"
         return "classification"
 
-    def _on_prediction(
-        self, part: PartitionState, ev: Prediction, pos: SourcePosition, out: BatchResult
+    def _on_predictions(
+        self,
+        part: PartitionState,
+        evs: Sequence[Prediction],
+        partition: int,
+        offset: int,
+        first_index: int,
+        out: BatchResult,
     ) -> None:
-        settings = self.settings_for(ev.model_id)
-        model = self._model(part, ev.model_id)
-        model.ensure_task(self._task_of(ev, settings), settings)
-        model.counters["predictions"] += 1
-        if ev.model_version is not None:
-            model.model_version = ev.model_version
-        count = model.counters["predictions"]
+        """A run of predictions of one model and version: each signal as a column, then joins.
 
-        ctx = _Ctx(part, model, settings, out, pos, count, ev.prediction_id, ev.timestamp_ms)
-        self._watch_output(ctx, ev)
-        if ev.features and (settings.data_drift.enabled or settings.data_quality.enabled):
-            self._watch_features(ctx, ev.features)
-        if ev.latency_ms is not None and settings.latency.enabled:
-            self._watch_latency(ctx, ev.latency_ms)
+        Every signal's detectors see the run's values in event order, so detector states and
+        alerts (ids included) are those of one event at a time; a run's alerts are grouped by
+        signal, and its joins are made after its prediction-side signals.
+        """
+        head = evs[0]
+        settings = self.settings_for(head.model_id)
+        model = self._model(part, head.model_id)
+        model.ensure_task(self._task_of(head, settings), settings)
+        if head.model_version is not None:
+            model.model_version = head.model_version
+        base = model.counters["predictions"]
+        model.counters["predictions"] = base + len(evs)
+        run = _Run(part, model, settings, out, partition, offset, first_index, base, evs)
+        self._watch_output(run)
+        if settings.data_drift.enabled or settings.data_quality.enabled:
+            self._watch_features(run)
+        if settings.latency.enabled:
+            self._watch_latency(run)
+
         review = settings.review_requests
-        if review.enabled and ev.score is not None and model.task == "classification":
-            # low-confidence predictions, rate-limited, to review-requests
-            taken = self._review.consider(model, review, ev, pos, out.review_requests)
-            if taken is not ReviewDecision.NOT_A_CANDIDATE:
-                out.counts[taken.value] += 1
+        review_on = review.enabled and model.task == "classification"
+        join = part.join
+        for j, ev in enumerate(evs):
+            index = first_index + j
+            if review_on and ev.score is not None:
+                # low-confidence predictions, rate-limited, to review-requests
+                pos = SourcePosition("predictions", partition, offset, index)
+                taken = self._review.consider(model, review, ev, pos, out.review_requests)
+                if taken is not ReviewDecision.NOT_A_CANDIDATE:
+                    out.counts[taken.value] += 1
+            joined = join.add_prediction(
+                ev.model_id, ev.prediction_id, ev.prediction, ev.timestamp_ms, offset, index
+            )
+            if joined is not None:
+                self._on_join(part, joined, out)
+            if join.releasable():
+                self._release(part, False, out)
 
-        joined = part.join.add_prediction(
-            ev.model_id, ev.prediction_id, ev.prediction, ev.timestamp_ms, pos.offset, pos.index
-        )
-        if joined is not None:
-            self._on_join(part, joined, out)
-        if part.join.releasable():
-            self._release(part, False, out)
+    # -- prediction-side signals, one column per signal -------------------------------------
+    def _feed_drift(
+        self,
+        run: _Run,
+        det: _D,
+        rows: Sequence[int],
+        values: list[float],
+        alert_type: AlertType,
+        signal: str,
+        renew: Callable[..., _D],
+        *renew_args: Any,
+    ) -> _D:
+        """Feed a column to a drift detector; on each detection alert and go on with a new one.
 
-    # -- prediction-side signals ------------------------------------------------------------
-    def _watch_output(self, ctx: _Ctx, ev: Prediction) -> None:
+        Returns the detector to keep. A detector that fired is replaced by
+        ``renew(*renew_args)`` (a new normal is learned) before the values after the detection
+        reach it.
+        """
+        start, n = 0, len(values)
+        column: np.ndarray | None = None
+        while start < n:
+            if n - start >= self.bulk_min_values and isinstance(det, StandardizedPageHinkley):
+                if column is None:
+                    column = np.array(values)
+                hits = det.update_many(column[start:], stop_at_drift=True)
+                if not hits:
+                    break
+                j = start + hits[0]
+            else:
+                j = n
+                for k in range(start, n):
+                    det.update(values[k])
+                    if det.drift_detected:
+                        j = k
+                        break
+                if j == n:
+                    break
+            self._drift(run.ctx(rows[j]), alert_type, signal, det, values[j])
+            det = renew(*renew_args)
+            start = j + 1
+        return det
+
+    def _feed_psi(
+        self,
+        run: _Run,
+        psi: NumericPSI,
+        rows: Sequence[int],
+        values: list[float],
+        name: str,
+    ) -> None:
+        """Feed a column to a PSI detector, stopping at each of its checks to decide the level."""
+        n = len(values)
+        if n < self.bulk_min_values:
+            for k in range(n):
+                psi.update(values[k])
+                if psi.just_checked:
+                    self._psi_alert(run.ctx(rows[k]), name, psi)
+            return
+        column = np.array(values)
+        start = 0
+        while start < n:
+            stop = start + psi.values_to_check()
+            psi.update_many(column[start:stop])
+            if stop > n:
+                break
+            self._psi_alert(run.ctx(rows[stop - 1]), name, psi)
+            start = stop
+
+    def _watch_output(self, run: _Run) -> None:
         """Page-Hinkley on the score (or a regressor's prediction); label-free accuracy."""
-        model, settings = ctx.model, ctx.settings
+        evs = run.events
+        scores = [ev.score for ev in evs]
+        if None not in scores:
+            self._output_column(run, "score", range(len(evs)), scores)  # type: ignore[arg-type]
+            return
+        regression = run.model.task == "regression"
+        signal: str | None = None
+        rows: list[int] = []
+        values: list[float] = []
+        for j, ev in enumerate(evs):
+            if ev.score is not None:
+                this, value = "score", ev.score
+            elif regression and _is_number(ev.prediction):
+                this, value = "prediction", float(ev.prediction)
+            else:
+                continue
+            if this != signal:
+                if signal is not None:
+                    self._output_column(run, signal, rows, values)
+                signal, rows, values = this, [], []
+            rows.append(j)
+            values.append(value)
+        if signal is not None:
+            self._output_column(run, signal, rows, values)
+
+    def _output_column(
+        self, run: _Run, signal: str, rows: Sequence[int], values: list[float]
+    ) -> None:
+        model, settings = run.model, run.settings
         ph = settings.prediction_drift
-        signal, value = None, None
-        if ev.score is not None:
-            signal, value = "score", ev.score
-        elif model.task == "regression" and _is_number(ev.prediction):
-            signal, value = "prediction", float(ev.prediction)
-        if ph.enabled and signal is not None and value is not None:
+        if ph.enabled:
             if model.output is None or model.output_signal != signal:
                 model.output, model.output_signal = _numeric(ph, model.model_id, signal), signal
-            model.output.update(value)
-            if model.output.drift_detected:
-                self._drift(ctx, "prediction_drift", signal, model.output, value)
-                model.output = _numeric(ph, model.model_id, signal)
-
+            model.output = self._feed_drift(
+                run,
+                model.output,
+                rows,
+                values,
+                "prediction_drift",
+                signal,
+                _numeric,
+                ph,
+                model.model_id,
+                signal,
+            )
         ea = settings.performance.expected_accuracy
-        if ea.enabled and ev.score is not None and model.task == "classification":
-            if model.expected is None:
-                model.expected = ExpectedAccuracy(window=ea.window)
-            model.expected.update(ev.score)
-            threshold = ea.min_accuracy
-            # tracked for status and metrics either way; evaluated only when it can page
-            estimate = None if threshold is None else model.expected.value
-            if (
-                threshold is not None
-                and estimate is not None
-                and model.expected.window_n >= ea.min_samples
-            ):
-                below = estimate < threshold
-                recovered = estimate >= threshold + settings.performance.recovery_margin
-                self._level_alert(
-                    ctx,
-                    "performance",
-                    "expected_accuracy",
-                    "threshold",
-                    level=1 if below else 0 if recovered else None,
-                    value=estimate,
-                    threshold=threshold,
-                    window=model.expected.window_n,
-                    stats=model.expected.stats(),
-                    message=(
-                        f"{model.model_id}: estimated accuracy from scores {estimate:.3g} is "
-                        f"below {threshold:g} over the last {model.expected.window_n} predictions "
-                        "(label-free; assumes calibrated scores)."
-                    ),
-                )
+        if signal != "score" or not ea.enabled or model.task != "classification":
+            return
+        if model.expected is None:
+            model.expected = ExpectedAccuracy(window=ea.window)
+        expected = model.expected
+        threshold = ea.min_accuracy
+        # tracked for status and metrics either way; evaluated only when it can page
+        if threshold is None:
+            for score in values:
+                expected.update(score)
+            return
+        recovery = threshold + settings.performance.recovery_margin
+        for j, score in zip(rows, values, strict=True):
+            expected.update(score)
+            estimate = expected.value
+            if estimate is None or expected.window_n < ea.min_samples:
+                continue
+            level = 1 if estimate < threshold else 0 if estimate >= recovery else None
+            if not self._level_due(model, "expected_accuracy", "threshold", level):
+                continue
+            self._level_alert(
+                run.ctx(j),
+                "performance",
+                "expected_accuracy",
+                "threshold",
+                level=level,
+                value=estimate,
+                threshold=threshold,
+                window=expected.window_n,
+                stats=expected.stats(),
+                message=(
+                    f"{model.model_id}: estimated accuracy from scores {estimate:.3g} is "
+                    f"below {threshold:g} over the last {expected.window_n} predictions "
+                    "(label-free; assumes calibrated scores)."
+                ),
+            )
 
-    def _watch_features(self, ctx: _Ctx, features: Mapping[str, object]) -> None:
-        """Page-Hinkley and PSI per feature; missing, type-change and unseen-category rates."""
-        model, settings = ctx.model, ctx.settings
+    def _watch_features(self, run: _Run) -> None:
+        """Page-Hinkley and PSI per feature; missing, type-change and unseen-category rates.
+
+        Each event's features are sorted out in turn (kinds, missing values, type changes,
+        categories); numeric values are collected per feature and fed as columns afterwards.
+        """
+        model, settings = run.model, run.settings
         dd, dq = settings.data_drift, settings.data_quality
         kinds = model.feature_kinds
-        detectors, psis = model.features, model.psi
-        drift_on, psi_on = dd.enabled, dd.psi.enabled
-        missing = wrong_type = unseen = 0
-        present = 0  # features of this event that are among the model's known features
-        for name, raw in features.items():
-            if raw is None:
-                missing += 1
-                present += name in kinds
+        psis = model.psi
+        drift_on, psi_on, quality_on = dd.enabled, dd.psi.enabled, dq.enabled
+        columns: dict[str, tuple[list[int], list[float]]] = {}
+        for j, ev in enumerate(run.events):
+            features = ev.features
+            if not features:
                 continue
-            cls = raw.__class__
-            if cls is float or cls is int:
-                kind = "n"
-            elif cls is str:
-                kind = "c"
-            else:
-                kind = "n" if _is_number(raw) else "c"
-            known = kinds.get(name)
-            if known is None:
-                if len(kinds) >= dd.max_features:
+            missing = wrong_type = unseen = 0
+            present = 0  # features of this event that are among the model's known features
+            for name, raw in features.items():
+                if raw is None:
+                    missing += 1
+                    present += name in kinds
                     continue
-                kinds[name] = known = kind
-            present += 1
-            if kind != known:
-                wrong_type += 1
-                continue
-            if not drift_on:
-                continue
-            if kind == "n":
-                value = float(raw)  # type: ignore[arg-type]
-                if not math.isfinite(value):
+                cls = raw.__class__
+                if cls is float or cls is int:
+                    kind = "n"
+                elif cls is str:
+                    kind = "c"
+                else:
+                    kind = "n" if _is_number(raw) else "c"
+                known = kinds.get(name)
+                if known is None:
+                    if len(kinds) >= dd.max_features:
+                        continue
+                    kinds[name] = known = kind
+                present += 1
+                if kind != known:
+                    wrong_type += 1
                     continue
-                det = detectors.get(name)
-                if det is None:
-                    det = detectors[name] = _numeric(dd, model.model_id, name)
-                det.update(value)
-                if det.drift_detected:
-                    self._drift(ctx, "data_drift", f"feature:{name}", det, value)
-                    detectors[name] = _numeric(dd, model.model_id, name)
-                if psi_on:
-                    psi = psis.get(name)
-                    if psi is None:
-                        psi = psis[name] = _psi(dd.psi, kind)
-                    psi.update(value)
-                    if psi.just_checked:
-                        self._psi_alert(ctx, name, psi)
-            elif psi_on:
-                cpsi = psis.get(name)
-                if cpsi is None:
-                    cpsi = psis[name] = _psi(dd.psi, kind)
-                # kind "c": the detector is a CategoricalPSI (created for the feature's kind)
-                category: str | bool = raw if cls is str or cls is bool else str(raw)  # type: ignore[assignment]
-                unseen += cpsi.is_unseen(category)  # type: ignore[union-attr]
-                cpsi.update(category)  # type: ignore[arg-type]
-                if cpsi.just_checked:
-                    self._psi_alert(ctx, name, cpsi)
-        missing += len(kinds) - present  # known features absent from this event
-        if dq.enabled:
-            if model.quality is None:
-                model.quality = DataQualityRates(
-                    window=dq.window,
-                    min_samples=dq.min_samples,
-                    threshold={
-                        "missing": dq.max_missing_rate,
-                        "non_finite": 1.0,
-                        "wrong_type": dq.max_wrong_type_rate,
-                        "unseen_category": dq.max_unseen_category_rate,
-                    },
+                if not drift_on:
+                    continue
+                if kind == "n":
+                    value = float(raw)
+                    if not math.isfinite(value):
+                        continue
+                    column = columns.get(name)
+                    if column is None:
+                        column = columns[name] = ([], [])
+                    column[0].append(j)
+                    column[1].append(value)
+                elif psi_on:
+                    cpsi = psis.get(name)
+                    if cpsi is None:
+                        cpsi = psis[name] = _psi(dd.psi, kind)
+                    # kind "c": the detector is a CategoricalPSI (created for the feature's kind)
+                    category: str | bool = raw if cls is str or cls is bool else str(raw)  # type: ignore[assignment]
+                    unseen += cpsi.is_unseen(category)  # type: ignore[union-attr]
+                    cpsi.update(category)  # type: ignore[arg-type]
+                    if cpsi.just_checked:
+                        self._psi_alert(run.ctx(j), name, cpsi)
+            if quality_on:
+                missing += len(kinds) - present  # known features absent from this event
+                self._watch_quality(
+                    run, j, max(len(kinds), len(features)), missing, wrong_type, unseen
                 )
-            quality = model.quality
-            quality.update(
-                total_fields=max(len(kinds), len(features)),
-                missing=missing,
-                wrong_type=wrong_type,
-                unseen_category=unseen,
+        detectors = model.features
+        for name, (rows, values) in columns.items():
+            det = detectors.get(name)
+            if det is None:
+                det = _numeric(dd, model.model_id, name)
+            detectors[name] = self._feed_drift(
+                run,
+                det,
+                rows,
+                values,
+                "data_drift",
+                f"feature:{name}",
+                _numeric,
+                dd,
+                model.model_id,
+                name,
             )
-            breached = quality.breached
-            # a level changes only on a breach, or on recovery from one already paged
-            if not breached and not model.levels:
-                return
-            rates = quality.rates()
-            for rate, limit in (
-                ("missing", dq.max_missing_rate),
-                ("wrong_type", dq.max_wrong_type_rate),
-                ("unseen_category", dq.max_unseen_category_rate),
-            ):
-                signal = f"{rate}_rate"
-                current = rates.get(signal, 0.0)
-                level = 1 if rate in breached else 0 if current <= limit / 2 else None
-                if not self._level_due(ctx, signal, "threshold", level):
-                    continue
-                qstats = quality.stats()
-                window_n = int(qstats["window_n"])
-                self._level_alert(
-                    ctx,
-                    "data_quality",
-                    signal,
-                    "threshold",
-                    level=level,
-                    value=current,
-                    threshold=limit,
-                    window=window_n,
-                    stats=qstats,
-                    message=(
-                        f"{model.model_id}: {rate.replace('_', ' ')} rate {current:.3g} is above "
-                        f"{limit:g} over the last {window_n} predictions."
-                    ),
-                )
+            if psi_on:
+                psi = psis.get(name)
+                if psi is None:
+                    psi = psis[name] = _psi(dd.psi, "n")
+                self._feed_psi(run, psi, rows, values, name)  # type: ignore[arg-type]
+
+    def _watch_quality(
+        self, run: _Run, j: int, total: int, missing: int, wrong_type: int, unseen: int
+    ) -> None:
+        """Data-quality rates after event ``j`` of the run."""
+        model, dq = run.model, run.settings.data_quality
+        if model.quality is None:
+            model.quality = DataQualityRates(
+                window=dq.window,
+                min_samples=dq.min_samples,
+                threshold={
+                    "missing": dq.max_missing_rate,
+                    "non_finite": 1.0,
+                    "wrong_type": dq.max_wrong_type_rate,
+                    "unseen_category": dq.max_unseen_category_rate,
+                },
+            )
+        quality = model.quality
+        quality.update(
+            total_fields=total, missing=missing, wrong_type=wrong_type, unseen_category=unseen
+        )
+        breached = quality.breached
+        # a level changes only on a breach, or on recovery from one already paged
+        if not breached and not model.levels:
+            return
+        rates = quality.rates()
+        for rate, limit in (
+            ("missing", dq.max_missing_rate),
+            ("wrong_type", dq.max_wrong_type_rate),
+            ("unseen_category", dq.max_unseen_category_rate),
+        ):
+            signal = f"{rate}_rate"
+            current = rates.get(signal, 0.0)
+            level = 1 if rate in breached else 0 if current <= limit / 2 else None
+            if not self._level_due(model, signal, "threshold", level):
+                continue
+            qstats = quality.stats()
+            window_n = int(qstats["window_n"])
+            self._level_alert(
+                run.ctx(j),
+                "data_quality",
+                signal,
+                "threshold",
+                level=level,
+                value=current,
+                threshold=limit,
+                window=window_n,
+                stats=qstats,
+                message=(
+                    f"{model.model_id}: {rate.replace('_', ' ')} rate {current:.3g} is above "
+                    f"{limit:g} over the last {window_n} predictions."
+                ),
+            )
 
     def _psi_alert(self, ctx: _Ctx, name: str, psi: NumericPSI | CategoricalPSI) -> None:
         stats = psi.stats()
@@ -406,9 +572,17 @@ class Processor:
             ),
         )
 
-    def _watch_latency(self, ctx: _Ctx, latency_ms: float) -> None:
+    def _watch_latency(self, run: _Run) -> None:
         """A latency quantile against its threshold; Page-Hinkley for creeping latency."""
-        model, lat = ctx.model, ctx.settings.latency
+        model, lat = run.model, run.settings.latency
+        rows: list[int] = []
+        values: list[float] = []
+        for j, ev in enumerate(run.events):
+            if ev.latency_ms is not None:
+                rows.append(j)
+                values.append(ev.latency_ms)
+        if not values:
+            return
         if model.latency is None:
             model.latency = LatencyQuantile(
                 q=lat.quantile,
@@ -416,13 +590,17 @@ class Processor:
                 min_samples=lat.min_samples,
                 window=lat.window,
             )
-        model.latency.update(latency_ms)
-        level = 1 if model.latency.drift_detected else 0
-        if lat.threshold_ms is not None and self._level_due(ctx, "latency_ms", "threshold", level):
-            stats = model.latency.stats()
+        quantile = model.latency
+        paging = lat.threshold_ms is not None
+        for j, latency_ms in zip(rows, values, strict=True):
+            quantile.update(latency_ms)
+            level = 1 if quantile.drift_detected else 0
+            if not (paging and self._level_due(model, "latency_ms", "threshold", level)):
+                continue
+            stats = quantile.stats()
             q = stats["quantile"]
             self._level_alert(
-                ctx,
+                run.ctx(j),
                 "performance",
                 "latency_ms",
                 "threshold",
@@ -439,10 +617,17 @@ class Processor:
         if lat.page_hinkley.enabled:
             if model.latency_ph is None:
                 model.latency_ph = _page_hinkley(lat.page_hinkley, mode="up")
-            model.latency_ph.update(latency_ms)
-            if model.latency_ph.drift_detected:
-                self._drift(ctx, "performance", "latency_ms", model.latency_ph, latency_ms)
-                model.latency_ph = _page_hinkley(lat.page_hinkley, mode="up")
+            model.latency_ph = self._feed_drift(
+                run,
+                model.latency_ph,
+                rows,
+                values,
+                "performance",
+                "latency_ms",
+                _page_hinkley,
+                lat.page_hinkley,
+                "up",
+            )
 
     def _drift(
         self,
@@ -621,7 +806,7 @@ class Processor:
             critical = value > threshold * (1 + cfg.critical_margin)
             recovered = value <= threshold * (1 - cfg.recovery_margin)
         level = 2 if critical else 1 if bad else 0 if recovered else None
-        if not self._level_due(ctx, signal, "threshold", level):
+        if not self._level_due(ctx.model, signal, "threshold", level):
             return
         self._level_alert(
             ctx,
@@ -648,7 +833,7 @@ class Processor:
             return
         signal = "accuracy" if ctx.model.task == "classification" else "mae"
         level = 1 if base.drift_detected else 0
-        if not self._level_due(ctx, signal, "baseline", level):
+        if not self._level_due(ctx.model, signal, "baseline", level):
             return
         stats = base.stats()
         self._level_alert(
@@ -670,16 +855,16 @@ class Processor:
 
     # -- alert policy -----------------------------------------------------------------------
     @staticmethod
-    def _level_due(ctx: _Ctx, signal: str, detector: str, level: int | None) -> bool:
+    def _level_due(model: ModelState, signal: str, detector: str, level: int | None) -> bool:
         """Whether ``level`` would page: callers build the evidence only then (it is costly to
         build for every event, and nearly every event changes nothing). Re-arms on level 0."""
         if level is None:
             return False
         key = f"{signal}|{detector}"
         if level == 0:
-            ctx.model.levels.pop(key, None)
+            model.levels.pop(key, None)
             return False
-        return level > ctx.model.levels.get(key, 0)
+        return level > model.levels.get(key, 0)
 
     def _level_alert(
         self,
@@ -699,7 +884,7 @@ class Processor:
 
         ``level`` 0 re-arms, ``None`` keeps the current level (between re-arm and alarm).
         """
-        if level is None or not self._level_due(ctx, signal, detector, level):
+        if level is None or not self._level_due(ctx.model, signal, detector, level):
             return
         if self._raise(
             ctx,
@@ -763,6 +948,35 @@ class Processor:
             if decision is not RetrainDecision.NOT_A_TRIGGER:
                 ctx.out.counts[decision.value] += 1
         return True
+
+
+@dataclass(slots=True)
+class _Run:
+    """Consecutive predictions of one model and version from one record."""
+
+    part: PartitionState
+    model: ModelState
+    settings: Detection
+    out: BatchResult
+    partition: int
+    offset: int
+    first_index: int  # of the run's first event in its record
+    base_count: int  # the model's prediction count before the run
+    events: Sequence[Prediction]
+
+    def ctx(self, j: int) -> _Ctx:
+        """The alert context of the run's ``j``-th event."""
+        ev = self.events[j]
+        return _Ctx(
+            self.part,
+            self.model,
+            self.settings,
+            self.out,
+            SourcePosition("predictions", self.partition, self.offset, self.first_index + j),
+            self.base_count + j + 1,
+            ev.prediction_id,
+            ev.timestamp_ms,
+        )
 
 
 @dataclass(slots=True)

@@ -441,3 +441,32 @@ def test_state_size() -> None:
     c = CategoricalPSI()
     c.update_many(categories(rng, BASE, 2000))
     assert len(encode(c)) < 1200
+
+
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(window=st.integers(2, 60), check_every=st.integers(1, 60), seed=st.integers(0, 2**16))
+def test_values_to_check_lands_on_every_check(
+    kind: str, window: int, check_every: int, seed: int
+) -> None:
+    check_every = min(check_every, window)
+    rng = random.Random(seed)
+    if kind == "numeric":
+        det: Any = NumericPSI(reference_size=30, window=window, check_every=check_every)
+        values: list[Any] = [rng.gauss(0.0, 1.0) for _ in range(600)]
+    else:
+        det = CategoricalPSI(reference_size=30, window=window, check_every=check_every)
+        values = [rng.choice("abcd") for _ in range(600)]
+    loop = det.from_state(det.to_state())
+    checks = [i for i, x in enumerate(values) if (loop.update(x), loop.just_checked)[1]]
+    landed: list[int] = []
+    pos = 0
+    while pos < len(values):
+        stop = pos + det.values_to_check()
+        det.update_many(values[pos:stop])
+        if stop <= len(values):
+            assert det.just_checked
+            landed.append(stop - 1)
+        pos = stop
+    assert landed == checks
+    assert det.to_state() == loop.to_state()

@@ -115,3 +115,22 @@ def test_non_finite_input_is_refused_without_touching_state() -> None:
         with pytest.raises(ValueError):
             d.update(bad)
     assert d.to_state() == before
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.999])
+def test_update_many_can_stop_at_the_first_drift(alpha: float) -> None:
+    rng = np.random.default_rng(5)
+    xs = np.concatenate([rng.standard_normal(400), rng.normal(2.0, 1.0, 300)])
+    loop = StandardizedPageHinkley(warmup=100, alpha=alpha)
+    first = next(i for i, x in enumerate(xs) if (loop.update(float(x)), loop.drift_detected)[1])
+
+    bulk = StandardizedPageHinkley(warmup=100, alpha=alpha)
+    assert bulk.update_many(xs, stop_at_drift=True) == [first]
+    assert bulk.drift_detected and bulk.n == first + 1
+    assert bulk.to_state() == loop.to_state()  # nothing after the detection was taken
+    # the rest goes on exactly as one update at a time would
+    rest = bulk.update_many(xs[first + 1 :])
+    assert [first + 1 + h for h in rest] == [
+        i for i in range(first + 1, len(xs)) if (loop.update(float(xs[i])), loop.drift_detected)[1]
+    ]
+    assert bulk.to_state() == loop.to_state()
