@@ -208,30 +208,35 @@ class _WindowedPSI(Detector):
             self._check()
 
     def _push_many(self, bins: np.ndarray) -> list[int]:
-        """`_push` on each index in turn, with numpy between checks; positions of drifts."""
+        """`_push` on each index in turn, with numpy between checks; positions of drifts.
+
+        Costs the number of values given, not the window size: only the values leaving the
+        window are read back from it.
+        """
         m = int(bins.size)
         hits: list[int] = []
         if m == 0:
             return hits
         w = self.window
-        comb = np.concatenate((np.fromiter(self._buffer, np.int64, len(self._buffer)), bins))
-        start = len(self._buffer)
+        buf = self._buffer
         k = len(self._counts)
         counts = np.asarray(self._counts, dtype=np.int64)
-        fill = start
+        values = bins.tolist()
         since = self._since_check
         last_check = -1
         pos = 0
         while pos < m:
+            fill = len(buf)
             j = pos + max(w - fill - 1, self.check_every - since - 1, 0)
             stop = min(j, m - 1)
-            g0, g1 = start + pos, start + stop + 1
-            counts += np.bincount(comb[g0:g1], minlength=k)
-            e0, e1 = max(g0 - w, 0), max(g1 - w, 0)
-            if e1 > e0:
-                counts -= np.bincount(comb[e0:e1], minlength=k)
-            fill = min(w, fill + g1 - g0)
-            since += g1 - g0
+            n = stop + 1 - pos  # at most the window: the leaving values are all in `buf`
+            leaving = fill + n - w
+            if leaving > 0:
+                old = np.fromiter(itertools.islice(buf, leaving), np.int64, leaving)
+                counts -= np.bincount(old, minlength=k)
+            counts += np.bincount(bins[pos : stop + 1], minlength=k)
+            buf.extend(values[pos : stop + 1])  # the deque's maxlen drops the leaving ones
+            since += n
             if stop == j:
                 self._counts = counts.tolist()
                 self._check()
@@ -244,7 +249,6 @@ class _WindowedPSI(Detector):
             self.drift_detected = self.warning_detected = False
         self._counts = counts.tolist()
         self._since_check = since
-        self._buffer = deque(comb[-w:].tolist(), maxlen=w)
         return hits
 
     def _check(self) -> None:
