@@ -96,7 +96,7 @@ def _is_number(value: object) -> bool:
 class Processor:
     """Applies decoded events to partition state and decides alerts."""
 
-    def __init__(self, config: Config, bulk_min_values: int = 16) -> None:
+    def __init__(self, config: Config, bulk_min_values: int = 64) -> None:
         self.config = config
         # Shorter columns are fed to detectors value by value: a numpy call costs more.
         self.bulk_min_values = bulk_min_values

@@ -108,10 +108,10 @@ def _run(processor: Processor, records: list[SourceRecord]) -> tuple[PartitionSt
     return part, sorted(alerts, key=lambda a: a["alert_id"])
 
 
-@pytest.mark.parametrize("size", [100, 37, 250])
-def test_columns_match_value_by_value(size: int) -> None:
+@pytest.mark.parametrize(("size", "bulk_min_values"), [(100, 64), (37, 1), (250, 64), (100, 1)])
+def test_columns_match_value_by_value(size: int, bulk_min_values: int) -> None:
     records = _records(_predictions(seed=size, n=2400), size)
-    bulk_part, bulk_alerts = _run(Processor(CONFIG), records)
+    bulk_part, bulk_alerts = _run(Processor(CONFIG, bulk_min_values=bulk_min_values), records)
     one_part, one_alerts = _run(Processor(CONFIG, bulk_min_values=10**9), records)
 
     assert bulk_alerts == one_alerts
