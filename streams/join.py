@@ -69,6 +69,10 @@ class LabelJoin:
         self.prediction_time = -1
         self.label_time = -1
         self.dirty: set[tuple[str, Key]] = set()
+        # dirty halves added since the last take_dirty that were not there before: not in Redis,
+        # so one that goes again before the next checkpoint (most are joined within a batch)
+        # costs the checkpoint nothing, rather than a delete of a field that was never written
+        self.unsaved: set[tuple[str, Key]] = set()
         # buffered labels since the last take_dirty, by (offset, index): checkpoints carry the
         # change, not the whole buffer (it holds up to the topics' allowed skew, 60 s of labels)
         self.buffer_added: dict[tuple[int, int], BufferedLabel] = {}
@@ -90,7 +94,7 @@ class LabelJoin:
             self.prediction_time = timestamp_ms
         waiting = self.labels.pop(key, None)
         if waiting is not None:
-            self.dirty.add(("l", key))
+            self._removed(("l", key))
             label, label_ts = waiting
             if self.prediction_time - label_ts > self.ttl_ms:
                 return Expired(model_id, prediction_id, "label")
@@ -104,8 +108,11 @@ class LabelJoin:
                 offset,
                 index,
             )
+        half = ("p", key)
+        if key not in self.predictions and half not in self.dirty:
+            self.unsaved.add(half)
         self.predictions[key] = (prediction, timestamp_ms)
-        self.dirty.add(("p", key))
+        self.dirty.add(half)
         return None
 
     def add_label(self, label: BufferedLabel) -> None:
@@ -132,11 +139,14 @@ class LabelJoin:
             key = (lab.model_id, lab.prediction_id)
             pending = self.predictions.pop(key, None)
             if pending is None:
+                half = ("l", key)
+                if key not in self.labels and half not in self.dirty:
+                    self.unsaved.add(half)
                 self.labels[key] = (lab.label, lab.timestamp_ms)
-                self.dirty.add(("l", key))
+                self.dirty.add(half)
                 yield None
                 continue
-            self.dirty.add(("p", key))
+            self._removed(("p", key))
             prediction, pred_ts = pending
             if lab.timestamp_ms - pred_ts > self.ttl_ms:
                 yield Expired(lab.model_id, lab.prediction_id, "prediction")
@@ -178,8 +188,15 @@ class LabelJoin:
             if watermark - ts <= self.ttl_ms and len(halves) <= self.max_pending:
                 break
             del halves[key]
-            self.dirty.add((tag, key))
+            self._removed((tag, key))
             out.append(Expired(key[0], key[1], kind))
+
+    def _removed(self, half: tuple[str, Key]) -> None:
+        if half in self.unsaved:
+            self.unsaved.discard(half)
+            self.dirty.discard(half)
+        else:
+            self.dirty.add(half)
 
     @property
     def pending(self) -> int:
@@ -213,6 +230,7 @@ class LabelJoin:
             else:
                 upserts[field_name] = current  # (value, timestamp_ms): a msgpack array
         self.dirty.clear()
+        self.unsaved.clear()
         for (offset, index), b in self.buffer_added.items():
             upserts[buffer_field(offset, index)] = [b.model_id, b.prediction_id, b.label,
                                                     b.timestamp_ms]  # fmt: skip

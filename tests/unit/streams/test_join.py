@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from streams.join import BufferedLabel, Expired, LabelJoin, Outcome
+import random
+from typing import Any
+
+from streams.join import BufferedLabel, Expired, LabelJoin, Outcome, buffer_field, pending_field
 
 
 def label(pid: str, ts: int, offset: int, value: object = 1) -> BufferedLabel:
@@ -127,13 +130,52 @@ def test_checkpoint_carries_buffer_changes_not_the_buffer() -> None:
     assert deletes == [b"b\x000\x000"]
 
 
-def test_label_buffered_and_released_between_checkpoints_is_never_written() -> None:
+def test_halves_joined_between_checkpoints_are_never_written() -> None:
     join = LabelJoin(ttl_ms=10_000, max_pending=100)
     join.add_prediction("m", "a", 1, 1_000, 0, 0)
     join.add_label(label("a", 1_000, 0))
     list(join.release(False))
-    upserts, deletes = join.take_dirty()
-    assert upserts == {} and deletes == [b"p\x00m\x00a"]
+    assert join.take_dirty() == ({}, [])  # neither the prediction nor the label reached Redis
+
+
+def test_checkpoints_keep_a_mirror_of_the_halves_exact() -> None:
+    """Random adds, joins, duplicates, expiries and checkpoints: applying every take_dirty to a
+    dict (as the store applies it to the Redis hash) always gives the halves in memory."""
+    rng = random.Random(3)
+    join = LabelJoin(ttl_ms=500, max_pending=40)
+    mirror: dict[bytes, Any] = {}
+    for step in range(5_000):
+        offset = step
+        pid = f"p{rng.randrange(120)}"  # few ids: duplicates and re-used keys happen
+        ts = step + rng.randrange(-50, 50)
+        action = rng.random()
+        if action < 0.45:
+            join.add_prediction("m", pid, rng.randrange(2), ts, offset, 0)
+        elif action < 0.9:
+            join.add_label(label(pid, ts, offset))
+        elif action < 0.95:
+            list(join.release(rng.random() < 0.5))
+        else:
+            join.expire(rng.random() < 0.5)
+        if join.releasable():
+            list(join.release(False))
+        if rng.random() < 0.05:
+            upserts, deletes = join.take_dirty()
+            for name in deletes:
+                mirror.pop(name, None)
+            mirror.update(upserts)
+            expected = {pending_field("p", k): list(v) for k, v in join.predictions.items()}
+            expected |= {pending_field("l", k): list(v) for k, v in join.labels.items()}
+            expected |= {
+                buffer_field(b.offset, b.index): [
+                    b.model_id,
+                    b.prediction_id,
+                    b.label,
+                    b.timestamp_ms,
+                ]
+                for b in join.buffer
+            }
+            assert {k: list(v) for k, v in mirror.items()} == expected
 
 
 def test_buffer_in_an_older_meta_record_is_restored_and_moved_to_fields() -> None:
