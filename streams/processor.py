@@ -175,8 +175,7 @@ class Processor:
         counts[_EVENTS[kind]] += n
         partition, offset = rec.partition, rec.offset
         if kind == "labels":
-            for index, label in enumerate(cast("list[Label]", events)):
-                self._on_label(part, label, SourcePosition(kind, partition, offset, index), out)
+            self._on_labels(part, cast("list[Label]", events), offset, out)
             return
         predictions = cast("list[Prediction]", events)
         start = 0
@@ -666,18 +665,23 @@ class Processor:
         )
 
     # -- labels and outcomes ----------------------------------------------------------------
-    def _on_label(
-        self, part: PartitionState, ev: Label, pos: SourcePosition, out: BatchResult
+    def _on_labels(
+        self, part: PartitionState, labels: list[Label], offset: int, out: BatchResult
     ) -> None:
-        model = self._model(part, ev.model_id)
-        model.counters["labels"] += 1
-        part.join.add_label(
-            BufferedLabel(
-                ev.model_id, ev.prediction_id, ev.label, ev.timestamp_ms, pos.offset, pos.index
+        """Buffer a record's labels (an envelope holds one model's) and release what is due."""
+        join = part.join
+        model: ModelState | None = None
+        for index, ev in enumerate(labels):
+            if model is None or model.model_id != ev.model_id:
+                model = self._model(part, ev.model_id)
+            model.counters["labels"] += 1
+            join.add_label(
+                BufferedLabel(
+                    ev.model_id, ev.prediction_id, ev.label, ev.timestamp_ms, offset, index
+                )
             )
-        )
-        if part.join.releasable():
-            self._release(part, False, out)
+            if join.releasable():
+                self._release(part, False, out)
 
     def _release(self, part: PartitionState, caught_up: bool, out: BatchResult) -> None:
         for item in part.join.release(caught_up):
