@@ -108,11 +108,8 @@ class LabelJoin:
                 offset,
                 index,
             )
-        half = ("p", key)
-        if key not in self.predictions and half not in self.dirty:
-            self.unsaved.add(half)
+        self._added(("p", key), key in self.predictions)
         self.predictions[key] = (prediction, timestamp_ms)
-        self.dirty.add(half)
         return None
 
     def add_label(self, label: BufferedLabel) -> None:
@@ -139,11 +136,8 @@ class LabelJoin:
             key = (lab.model_id, lab.prediction_id)
             pending = self.predictions.pop(key, None)
             if pending is None:
-                half = ("l", key)
-                if key not in self.labels and half not in self.dirty:
-                    self.unsaved.add(half)
+                self._added(("l", key), key in self.labels)
                 self.labels[key] = (lab.label, lab.timestamp_ms)
-                self.dirty.add(half)
                 yield None
                 continue
             self._removed(("p", key))
@@ -191,7 +185,15 @@ class LabelJoin:
             self._removed((tag, key))
             out.append(Expired(key[0], key[1], kind))
 
+    def _added(self, half: tuple[str, Key], existed: bool) -> None:
+        """Mark a half set; one that was neither in memory nor changed since the last
+        checkpoint is not in Redis either."""
+        if not existed and half not in self.dirty:
+            self.unsaved.add(half)
+        self.dirty.add(half)
+
     def _removed(self, half: tuple[str, Key]) -> None:
+        """Mark a half gone; one never written needs no delete."""
         if half in self.unsaved:
             self.unsaved.discard(half)
             self.dirty.discard(half)
