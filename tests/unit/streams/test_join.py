@@ -144,15 +144,14 @@ def test_checkpoints_keep_a_mirror_of_the_halves_exact() -> None:
     rng = random.Random(3)
     join = LabelJoin(ttl_ms=500, max_pending=40)
     mirror: dict[bytes, Any] = {}
-    for step in range(5_000):
-        offset = step
+    for step in range(5_000):  # the step is also the record offset
         pid = f"p{rng.randrange(120)}"  # few ids: duplicates and re-used keys happen
         ts = step + rng.randrange(-50, 50)
         action = rng.random()
         if action < 0.45:
-            join.add_prediction("m", pid, rng.randrange(2), ts, offset, 0)
+            join.add_prediction("m", pid, rng.randrange(2), ts, step, 0)
         elif action < 0.9:
-            join.add_label(label(pid, ts, offset))
+            join.add_label(label(pid, ts, step))
         elif action < 0.95:
             list(join.release(rng.random() < 0.5))
         else:
