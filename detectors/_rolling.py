@@ -101,6 +101,10 @@ class RollingMean:
         """Mean of the window; None when it is empty."""
         return self._window_sum / len(self._buffer) if self._buffer else None
 
+    def mean_of_full(self) -> float:
+        """`value` once the window is `full` (no None to rule out on a hot path)."""
+        return self._window_sum / self.window
+
     @property
     def cumulative(self) -> float | None:
         """Mean of every value added; None before the first."""

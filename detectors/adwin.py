@@ -179,16 +179,21 @@ class ADWIN(Detector):
         if self._tick % self.clock == 0 and width > self.grace_period:
             self._detect()
 
-    def update_many(self, xs: Iterable[float]) -> list[int]:
+    def update_many(self, xs: Iterable[float], stop_at_drift: bool = False) -> list[int]:
         """Feed several values; positions in `xs` where a drift was detected.
 
         Identical to looping over `update` (also when a bad value raises midway: the values
-        before it are applied), but keeps the hot counters in local variables.
+        before it are applied), but keeps the hot counters in local variables. With
+        `stop_at_drift`, stops right after the first detection, so its `stats()` can be read
+        before the next value resets the window.
 
         Examples
         --------
         >>> ADWIN().update_many([0.0] * 500 + [1.0] * 200)
         [511]
+        >>> d = ADWIN()
+        >>> d.update_many([0.0] * 500 + [1.0] * 200, stop_at_drift=True), d.n
+        ([511], 512)
 
         """
         if isinstance(xs, np.ndarray):
@@ -235,6 +240,8 @@ class ADWIN(Detector):
                         width = self._width
                         total = self._total
                         variance = self._variance
+                        if stop_at_drift:
+                            break
         finally:
             self._width = width
             self._total = total

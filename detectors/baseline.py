@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detectors._rolling import RollingMean
@@ -166,6 +166,50 @@ class BaselineDrop(Detector):
         recent.add(x)
         if recent.full:
             self.drift_detected = self._drop() > self._level()
+
+    def update_until(self, xs: Sequence[float], drifting: bool, start: int = 0) -> int:
+        """Feed ``xs[start:]`` until, with the baseline fixed, ``drift_detected`` is no longer
+        `drifting`; return the position of the value that changed it, or ``len(xs)``.
+
+        Identical to calling `update` on each value in turn, stopping there: a caller that pages
+        on entering the drop and re-arms on leaving it reads the flags and `stats()` only where
+        they change.
+
+        Examples
+        --------
+        >>> d = BaselineDrop(baseline=4, window=2, z=None, max_drop=0.3)
+        >>> xs = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+        >>> d.update_until(xs, drifting=False)
+        5
+        >>> d.update_until(xs, drifting=True, start=6)
+        8
+
+        """
+        n = len(xs)
+        first = start
+        while first < n and not self._ready:
+            self.update(xs[first])
+            if self._ready and self.drift_detected != drifting:
+                return first
+            first += 1
+        level = self._level()  # fixed with the baseline
+        mean, higher = self._mean, self.higher_is_better
+        recent = self._recent
+        add = recent.add
+        for i in range(first, n):
+            x = xs[i]
+            if x.__class__ is not float or x - x != 0.0:
+                x = check_finite(x)
+            self.n += 1
+            add(x)
+            drift = False
+            if recent.full:
+                current = recent.mean_of_full()
+                drift = (mean - current if higher else current - mean) > level
+            self.drift_detected = drift
+            if drift != drifting:
+                return i
+        return n
 
     def _drop(self) -> float:
         current = self._recent.value

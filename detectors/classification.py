@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 from detectors._values import Category, raw_field
@@ -206,6 +207,47 @@ class ClassificationMetrics:
         buf.append((t * size + p) * 2 + exact)
         self._window.add(t, p, exact, 1)
         self._cumulative.add(t, p, exact, 1)
+
+    def update_many(self, y_true: Sequence[Label], y_pred: Sequence[Label]) -> None:
+        """Add several outcomes; the same state as calling `update` on each pair in turn. A bad
+        label raises before any outcome is added.
+
+        Examples
+        --------
+        >>> m = ClassificationMetrics(window=4)
+        >>> m.update_many([1, 0, 1, 1, 0, 0], [1, 1, 0, 1, 0, 0])
+        >>> {k: round(v, 3) for k, v in m.window.items()}
+        {'accuracy': 0.75, 'precision': 1.0, 'recall': 0.5, 'f1': 0.667}
+
+        """
+        if len(y_true) != len(y_pred):
+            raise ValueError(f"{len(y_true)} labels but {len(y_pred)} predictions")
+        positive = self.positive
+        size = 2 if positive is not None else self.max_classes + 1
+        pairs = [
+            (_check_label(yt), _check_label(yp)) for yt, yp in zip(y_true, y_pred, strict=True)
+        ]
+        codes: list[int] = []
+        for yt, yp in pairs:
+            if positive is not None:
+                t, p = int(yt == positive), int(yp == positive)
+            else:
+                t, p = self._class(yt), self._class(yp)
+            codes.append((t * size + p) * 2 + int(yt == yp))
+        buf = self._buffer
+        leaving = len(buf) + len(codes) - self.window_size  # oldest pushed out, old ones first
+        if leaving > 0:
+            gone = Counter(islice(buf, 0, leaving))
+            gone.update(codes[: max(0, leaving - len(buf))])
+            for code, k in gone.items():
+                old, exact = divmod(code, 2)
+                self._window.add(*divmod(old, size), exact, -k)
+        buf.extend(codes)
+        for code, k in Counter(codes).items():
+            outcome, exact = divmod(code, 2)
+            t, p = divmod(outcome, size)
+            self._window.add(t, p, exact, k)
+            self._cumulative.add(t, p, exact, k)
 
     def _metrics(self, counts: _Counts) -> dict[str, float | None]:
         return counts.binary(1) if self.positive is not None else counts.macro()

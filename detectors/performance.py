@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Any, TypeVar
+
+import numpy as np
 
 from detectors.base import check_finite
 from detectors.codec import register
@@ -73,6 +76,63 @@ class WindowedAccuracy:
         self._window_correct += c
         self._correct += c
         self.n += 1
+
+    def update_many(self, corrects: Sequence[bool | int]) -> None:
+        """Add several outcomes; the same state as calling `update` on each in turn.
+
+        Examples
+        --------
+        >>> acc = WindowedAccuracy(window=4)
+        >>> acc.update_many([True, True, False, True, False, False])
+        >>> acc.value, acc.window_n, acc.cumulative, acc.n
+        (0.25, 4, 0.5, 6)
+
+        """
+        cs = [int(c) for c in corrects]
+        for c, given in zip(cs, corrects, strict=True):
+            if c != given or c not in (0, 1):
+                raise ValueError(f"correct must be a bool or 0/1, got {given!r}")
+        buf, n = self._buffer, len(cs)
+        leaving = len(buf) + n - self.window  # oldest outcomes pushed out, old ones first
+        left = 0
+        if leaving > 0:
+            left = sum(islice(buf, 0, leaving))
+            if leaving > len(buf):
+                left += sum(cs[: leaving - len(buf)])
+        added = sum(cs)
+        buf.extend(cs)
+        self._window_correct += added - left
+        self._correct += added
+        self.n += n
+
+    def values_after(self, corrects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Windowed accuracy and window size after each of `corrects` (0/1), were they added
+        in turn; the state does not change. The values are those `value` would read.
+
+        Examples
+        --------
+        >>> acc = WindowedAccuracy(window=2)
+        >>> acc.update(True)
+        >>> values, sizes = acc.values_after(np.array([0, 0, 1]))
+        >>> values.tolist(), sizes.tolist()
+        ([0.5, 0.0, 0.5], [2, 2, 2])
+
+        """
+        buf, window = self._buffer, self.window
+        held, n = len(buf), len(corrects)
+        # the stream as buffer + corrects; after the k-th new outcome the window is its
+        # positions [ends[k] - sizes[k], ends[k]); only the outcomes that leave are read back
+        leaving = min(held, max(0, held + n - window))
+        stream = np.empty(leaving + n, dtype=np.int64)
+        stream[:leaving] = list(islice(buf, 0, leaving))
+        stream[leaving:] = corrects
+        ends = np.arange(held + 1, held + n + 1)
+        sizes = np.minimum(ends, window)
+        prefix = np.zeros(leaving + n + 1, dtype=np.int64)
+        np.cumsum(stream, out=prefix[1:])
+        new = prefix[leaving + 1 :] - prefix[leaving]  # new outcomes' running sum
+        left = prefix[np.maximum(ends - window, 0)]  # (starts index the same prefix: see above)
+        return (self._window_correct + new - left) / sizes, sizes
 
     @property
     def window_n(self) -> int:

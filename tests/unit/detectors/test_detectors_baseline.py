@@ -185,3 +185,35 @@ def test_negative_zero_survives_a_round_trip() -> None:
     restored = decode(encode(d))
     assert [math.copysign(1.0, v) for v in restored.to_state()["recent"]["buffer"]] == [-1.0] * 2
     assert encode(restored) == encode(d)
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_update_until_stops_where_the_flag_changes(higher_is_better: bool) -> None:
+    xs = [float(x) for x in stream(3, [(0.9, 300), (0.6, 300), (0.9, 300), (0.5, 300)])]
+    if not higher_is_better:
+        xs = [1.0 - x for x in xs]
+    params = {"baseline": 200, "window": 100, "higher_is_better": higher_is_better}
+    one = BaselineDrop(**params)
+    changes, drifting = [], False
+    for i, x in enumerate(xs):
+        one.update(x)
+        if one.ready and one.drift_detected != drifting:
+            changes.append((i, one.stats()))
+            drifting = one.drift_detected
+    bulk, got, drifting, start = BaselineDrop(**params), [], False, 0
+    while start < len(xs):
+        i = bulk.update_until(xs, drifting, start)
+        if i == len(xs):
+            break
+        got.append((i, bulk.stats()))
+        drifting, start = bulk.drift_detected, i + 1
+    assert len(changes) >= 3  # into the drop, out of it, into it again
+    assert got == changes
+    assert bulk.to_state() == one.to_state()
+
+
+def test_update_until_checks_values() -> None:
+    d = BaselineDrop(baseline=2, window=2)
+    with pytest.raises(ValueError, match="finite"):
+        d.update_until([1.0, 1.0, 1.0, math.nan], drifting=False)
+    assert d.n == 3

@@ -155,6 +155,7 @@ def test_labels_are_checked_and_compare_by_equality() -> None:
 
 # --- state ---------------------------------------------------------------------------------
 
+
 CASES = {
     "binary": lambda: ClassificationMetrics(window=7),
     "binary str": lambda: ClassificationMetrics(window=5, positive="b"),
@@ -169,6 +170,28 @@ def feed(m: Any, outcome: Outcome) -> None:
 
 def observe(m: Any) -> tuple[Any, ...]:
     return (m.window, m.cumulative, m.n, m.window_n, m.stats(), m.classes)
+
+
+@pytest.mark.parametrize("case", ["binary", "binary str", "multiclass", "multiclass capped"])
+@settings(max_examples=40, deadline=None)
+@given(chunks=st.lists(outcome_lists, max_size=5))
+def test_update_many_equals_updates_in_turn(case: str, chunks: list[list[Outcome]]) -> None:
+    bulk, one = CASES[case](), CASES[case]()
+    for chunk in chunks:
+        bulk.update_many([t for t, _ in chunk], [p for _, p in chunk])
+        for outcome in chunk:
+            one.update(*outcome)
+        assert observe(bulk) == observe(one)
+        assert bulk.to_state() == one.to_state()
+
+
+def test_update_many_checks_every_label_first() -> None:
+    m = ClassificationMetrics(positive=None)
+    with pytest.raises(ValueError):
+        m.update_many(["a", "b", None], ["a", "b", "c"])  # type: ignore[list-item]
+    assert (m.n, m.classes) == (0, [])
+    with pytest.raises(ValueError, match="2 labels but 1 predictions"):
+        m.update_many(["a", "b"], ["a"])
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -146,3 +146,26 @@ def test_binary_detectors_accept_bools_and_refuse_out_of_range() -> None:
         with pytest.raises(ValueError):
             d.update(float("nan"))
         assert d.n == 2
+
+
+@pytest.mark.parametrize("stream", ["bernoulli 0.3->0.1->0.5", "gauss mean shifts"])
+def test_adwin_update_many_stops_at_each_drift(stream: str) -> None:
+    """Resuming after each stop gives the drifts, the evidence at each and the final state of
+    one value at a time."""
+    xs = STREAMS[stream]
+    one, seen_one = ADWIN(), []
+    for i, x in enumerate(xs):
+        one.update(x)
+        if one.drift_detected:
+            seen_one.append((i, one.stats()))
+    bulk, seen_bulk, start = ADWIN(), [], 0
+    while True:
+        hits = bulk.update_many(xs[start:], stop_at_drift=True)
+        if not hits:
+            break
+        assert len(hits) == 1
+        seen_bulk.append((start + hits[0], bulk.stats()))
+        start += hits[0] + 1
+    assert len(seen_one) >= 2
+    assert seen_bulk == seen_one
+    assert bulk.to_state() == one.to_state()

@@ -6,6 +6,7 @@ import math
 import random
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,3 +94,41 @@ def test_invalid_inputs_are_refused() -> None:
         WindowedRMSE().update(1e200)  # its square overflows
     with pytest.raises(ValueError):
         WindowedMAE(window=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    before=st.lists(st.booleans(), max_size=60),
+    chunks=st.lists(st.lists(st.booleans(), max_size=50), max_size=6),
+    window=st.integers(1, 40),
+)
+def test_accuracy_columns_match_one_at_a_time(
+    before: list[bool], chunks: list[list[bool]], window: int
+) -> None:
+    """values_after reads what value and window_n would after each update; update_many ends
+    in the same state as updating one at a time."""
+    bulk, one = WindowedAccuracy(window=window), WindowedAccuracy(window=window)
+    for c in before:
+        bulk.update(c)
+        one.update(c)
+    for chunk in chunks:
+        values, sizes = bulk.values_after(np.array(chunk, dtype=np.int64))
+        state = bulk.to_state()
+        expected = []
+        for c in chunk:
+            one.update(c)
+            expected.append((one.value, one.window_n))
+        assert list(zip(values.tolist(), sizes.tolist(), strict=True)) == expected
+        assert bulk.to_state() == state  # values_after changes nothing
+        bulk.update_many(chunk)
+        assert bulk.to_state() == one.to_state()
+        assert (bulk.value, bulk.cumulative) == (one.value, one.cumulative)
+
+
+def test_accuracy_update_many_refuses_what_update_refuses() -> None:
+    acc = WindowedAccuracy(window=3)
+    with pytest.raises(ValueError, match="0/1"):
+        acc.update_many([1, 2])
+    with pytest.raises(ValueError, match="0/1"):
+        acc.update_many([0.5])
+    assert acc.n == 0
