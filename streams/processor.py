@@ -680,13 +680,26 @@ class Processor:
                     ev.model_id, ev.prediction_id, ev.label, ev.timestamp_ms, offset, index
                 )
             )
-            if join.releasable():
-                self._release(part, False, out)
+        # prediction stream time stands still over a record's labels: releasing them once at
+        # its end releases the same outcomes in the same order as after each label
+        if join.releasable():
+            self._release(part, False, out)
 
     def _release(self, part: PartitionState, caught_up: bool, out: BatchResult) -> None:
+        """Released outcomes go on in runs of one model; expiries only count."""
+        run: list[Outcome] = []
         for item in part.join.release(caught_up):
-            if item is not None:
-                self._on_join(part, item, out)
+            if item is None:
+                continue
+            if isinstance(item, Expired):
+                self._on_expired(part, item)
+                continue
+            if run and run[0].model_id != item.model_id:
+                self._on_outcomes(part, run, out)
+                run = []
+            run.append(item)
+        if run:
+            self._on_outcomes(part, run, out)
 
     def _on_join(self, part: PartitionState, item: Outcome | Expired, out: BatchResult) -> None:
         if isinstance(item, Expired):
@@ -699,6 +712,87 @@ class Processor:
         model.counters[
             "expired_predictions" if item.kind == "prediction" else "expired_labels"
         ] += 1
+
+    def _on_outcomes(self, part: PartitionState, outs: list[Outcome], out: BatchResult) -> None:
+        """Outcomes of one model: each outcome-side signal as a column where that is exact.
+
+        Long runs of a classifier whose error detector is ADWIN go column by column (its
+        concept-drift alerts read ADWIN alone); everything else goes outcome by outcome. As for
+        predictions, detector states and alerts are those of one outcome at a time, and a
+        run's alerts are grouped by signal.
+        """
+        head = outs[0]
+        model = self._model(part, head.model_id)
+        error = model.error
+        if (
+            len(outs) < self.bulk_min_values
+            or model.task != "classification"
+            or not (error is None or isinstance(error, ADWIN))
+        ):
+            for o in outs:
+                self._on_outcome(part, o, out)
+            return
+        settings = self.settings_for(head.model_id)
+        counters = model.counters
+        run = _Outcomes(part, model, settings, out, counters["joined"], outs)
+        counters["joined"] += len(outs)
+        counters["late_joins"] += sum(o.via == "prediction" for o in outs)
+        labels = [o.label for o in outs]
+        predictions = [o.prediction for o in outs]
+        correct = [int(p == y) for p, y in zip(predictions, labels, strict=True)]
+        if error is not None:
+            errors = [1.0 - c for c in correct]
+            start = 0
+            while start < len(errors):
+                hits = error.update_many(errors[start:], stop_at_drift=True)
+                if not hits:
+                    break
+                self._concept_drift(run.ctx(start + hits[0]))
+                start += hits[0] + 1
+        if model.classification is not None:
+            model.classification.update_many(labels, predictions)
+        if isinstance(model.performance, WindowedAccuracy):
+            self._accuracy_column(run, model.performance, correct)
+        if model.baseline is not None:
+            base, values = model.baseline, [float(c) for c in correct]
+            start = 0
+            while start < len(values):
+                j = base.update_until(values, "accuracy|baseline" in model.levels, start)
+                if j == len(values):
+                    break
+                self._baseline_level(run.ctx(j))
+                start = j + 1
+
+    def _accuracy_column(self, run: _Outcomes, perf: WindowedAccuracy, correct: list[int]) -> None:
+        """Windowed accuracy over a run, stopping where its threshold level could change."""
+        cfg = run.settings.performance
+        threshold = cfg.min_accuracy
+        if threshold is None:
+            perf.update_many(correct)
+            return
+        values, sizes = perf.values_after(np.array(correct))
+        # the level _check_performance decides, or -1 for none (it keeps the current one)
+        levels = np.where(
+            values < threshold - cfg.critical_margin,
+            2,
+            np.where(
+                values < threshold, 1, np.where(values >= threshold + cfg.recovery_margin, 0, -1)
+            ),
+        )
+        levels[sizes < cfg.min_samples] = -1
+        levels_now = run.model.levels
+        start = 0
+        while True:
+            current = levels_now.get("accuracy|threshold", 0)
+            rest = levels[start:]
+            due = np.flatnonzero((rest > current) | ((rest == 0) & (current > 0)))
+            if not due.size:
+                break
+            j = start + int(due[0])
+            perf.update_many(correct[start : j + 1])
+            self._check_performance(run.ctx(j))
+            start = j + 1
+        perf.update_many(correct[start:])
 
     def _on_outcome(self, part: PartitionState, o: Outcome, out: BatchResult) -> None:
         settings = self.settings_for(o.model_id)
@@ -740,7 +834,8 @@ class Processor:
                 model.performance.update(error)
             self._check_performance(ctx)
         if model.baseline is not None:
-            self._check_baseline(ctx, 1.0 - error if model.task == "classification" else error)
+            model.baseline.update(1.0 - error if model.task == "classification" else error)
+            self._baseline_level(ctx)
 
     def _concept_drift(self, ctx: _Ctx) -> None:
         model = ctx.model
@@ -828,11 +923,11 @@ class Processor:
             ),
         )
 
-    def _check_baseline(self, ctx: _Ctx, value: float) -> None:
-        """A drop from the model's own baseline window (accuracy down, or |error| up)."""
+    def _baseline_level(self, ctx: _Ctx) -> None:
+        """A drop from the model's own baseline window (accuracy down, or |error| up), after
+        the baseline detector has seen the outcome."""
         base = ctx.model.baseline
         assert base is not None
-        base.update(value)
         if not base.ready:
             return
         signal = "accuracy" if ctx.model.task == "classification" else "mae"
@@ -980,6 +1075,33 @@ class _Run:
             self.base_count + j + 1,
             ev.prediction_id,
             ev.timestamp_ms,
+        )
+
+
+@dataclass(slots=True)
+class _Outcomes:
+    """Consecutive released outcomes of one model."""
+
+    part: PartitionState
+    model: ModelState
+    settings: Detection
+    out: BatchResult
+    base_count: int  # the model's joined count before the run
+    outcomes: Sequence[Outcome]
+
+    def ctx(self, j: int) -> _Ctx:
+        """The alert context of the run's ``j``-th outcome."""
+        o = self.outcomes[j]
+        source: Kind = "labels" if o.via == "label" else "predictions"
+        return _Ctx(
+            self.part,
+            self.model,
+            self.settings,
+            self.out,
+            SourcePosition(source, self.part.partition, o.offset, o.index),
+            self.base_count + j + 1,
+            o.prediction_id,
+            o.timestamp_ms,
         )
 
 

@@ -1,8 +1,9 @@
 """Envelopes are fed to detectors as columns (``update_many``): the same states and alerts as
-value by value, for every prediction-side signal, drifts and checks included."""
+value by value, for every prediction-side and outcome-side signal, drifts and checks included."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ CONFIG = parse_config(
                 "window": 100,
                 "min_samples": 50,
                 "min_accuracy": 0.8,
+                "baseline": {"size": 300},
                 "expected_accuracy": {"min_accuracy": 0.75, "min_samples": 50},
             },
         }
@@ -72,10 +74,14 @@ def _predictions(seed: int, n: int) -> list[dict[str, Any]]:
 
 
 def _records(events: list[dict[str, Any]], size: int) -> list[SourceRecord]:
-    """Predictions in envelopes of ``size``, each followed by its labels (90 % agree)."""
+    """Predictions in envelopes of ``size``, each followed by its labels: 90 % agree, 60 % in
+    the third regime (so accuracy falls and recovers)."""
     rng = np.random.default_rng(1)
     out: list[SourceRecord] = []
     offsets = {"predictions": 0, "labels": 0}
+
+    def agree(i: int) -> float:
+        return 0.6 if (i // 400) % 3 == 2 else 0.9
 
     def add(topic: str, value: list[dict[str, Any]]) -> None:
         out.append(SourceRecord(topic, 0, offsets[topic], b"m", orjson.dumps(value), T0))
@@ -88,35 +94,46 @@ def _records(events: list[dict[str, Any]], size: int) -> list[SourceRecord]:
             {
                 "model_id": "m",
                 "prediction_id": e["prediction_id"],
-                "label": e["prediction"] if rng.random() < 0.9 else 1 - e["prediction"],
+                "label": e["prediction"] if rng.random() < agree(i) else 1 - e["prediction"],
                 "timestamp": e["timestamp"] + 1,
             }
-            for e in chunk
+            for i, e in enumerate(chunk, start)
         ]
         add("labels", labels)
     return out
 
 
-def _run(processor: Processor, records: list[SourceRecord]) -> tuple[PartitionState, list[Any]]:
+def _run(
+    processor: Processor, records: list[SourceRecord]
+) -> tuple[PartitionState, list[Any], Counter[str]]:
     part = processor.new_partition(0)
     alerts: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter()
     for start in range(0, len(records), 7):
         result = processor.apply(part, records[start : start + 7])
         alerts += [a.to_dict(0) for a in result.alerts]
+        counts += result.counts
     result = processor.apply(part, [], predictions_caught_up=True, labels_caught_up=True)
     alerts += [a.to_dict(0) for a in result.alerts]
-    return part, sorted(alerts, key=lambda a: a["alert_id"])
+    counts += result.counts
+    return part, sorted(alerts, key=lambda a: a["alert_id"]), counts
 
 
 @pytest.mark.parametrize(("size", "bulk_min_values"), [(100, 64), (37, 1), (250, 64), (100, 1)])
 def test_columns_match_value_by_value(size: int, bulk_min_values: int) -> None:
     records = _records(_predictions(seed=size, n=2400), size)
-    bulk_part, bulk_alerts = _run(Processor(CONFIG, bulk_min_values=bulk_min_values), records)
-    one_part, one_alerts = _run(Processor(CONFIG, bulk_min_values=10**9), records)
+    bulk = Processor(CONFIG, bulk_min_values=bulk_min_values)
+    bulk_part, bulk_alerts, bulk_counts = _run(bulk, records)
+    one_part, one_alerts, one_counts = _run(Processor(CONFIG, bulk_min_values=10**9), records)
 
     assert bulk_alerts == one_alerts
+    assert bulk_counts == one_counts
+    for model in (bulk_part.models["m"], one_part.models["m"]):
+        # alerts of a run come grouped by signal: the same keys, set in another order
+        model.last_alert = dict(sorted(model.last_alert.items()))
+        model.levels = dict(sorted(model.levels.items()))
     assert bulk_part.models["m"].encode() == one_part.models["m"].encode()
-    # the run exercises what it claims to: every kind of prediction-side alert fired
+    # the run exercises what it claims to: every kind of alert fired, and levels re-armed
     fired = {(a["signal"], a["detector"]) for a in bulk_alerts}
     for expected in [
         ("score", "page_hinkley"),
@@ -127,5 +144,8 @@ def test_columns_match_value_by_value(size: int, bulk_min_values: int) -> None:
         ("latency_ms", "threshold"),
         ("expected_accuracy", "threshold"),
         ("missing_rate", "threshold"),
+        ("error_rate", "adwin"),
+        ("accuracy", "threshold"),
+        ("accuracy", "baseline"),
     ]:
         assert expected in fired, (expected, sorted(fired))
