@@ -133,28 +133,48 @@ class LabelJoin:
             at = (lab.offset, lab.index)
             if self.buffer_added.pop(at, None) is None:
                 self.buffer_released.append(at)
-            key = (lab.model_id, lab.prediction_id)
-            pending = self.predictions.pop(key, None)
-            if pending is None:
-                self._added(("l", key), key in self.labels)
-                self.labels[key] = (lab.label, lab.timestamp_ms)
-                yield None
-                continue
-            self._removed(("p", key))
-            prediction, pred_ts = pending
-            if lab.timestamp_ms - pred_ts > self.ttl_ms:
-                yield Expired(lab.model_id, lab.prediction_id, "prediction")
-                continue
-            yield Outcome(
-                lab.model_id,
-                lab.prediction_id,
-                prediction,
-                lab.label,
-                max(lab.timestamp_ms, pred_ts),
-                "label",
-                lab.offset,
-                lab.index,
+            yield self.join_label(
+                lab.model_id, lab.prediction_id, lab.label, lab.timestamp_ms, lab.offset, lab.index
             )
+
+    def joins_now(self, timestamp_ms: int) -> bool:
+        """Whether a label read now would be released at once: nothing buffered before it, and
+        the prediction stream has passed its event time. Then :meth:`join_label` takes it."""
+        return not self.buffer and timestamp_ms <= self.prediction_time
+
+    def join_label(
+        self,
+        model_id: str,
+        prediction_id: str,
+        label: Value,
+        timestamp_ms: int,
+        offset: int,
+        index: int,
+    ) -> Outcome | Expired | None:
+        """Take a label that :meth:`joins_now`, as buffering and releasing it would: its
+        outcome, its prediction expired, or None (parked for a late prediction)."""
+        if timestamp_ms > self.label_time:  # as add_label would have (release repeats it)
+            self.label_time = timestamp_ms
+        key = (model_id, prediction_id)
+        pending = self.predictions.pop(key, None)
+        if pending is None:
+            self._added(("l", key), key in self.labels)
+            self.labels[key] = (label, timestamp_ms)
+            return None
+        self._removed(("p", key))
+        prediction, pred_ts = pending
+        if timestamp_ms - pred_ts > self.ttl_ms:
+            return Expired(model_id, prediction_id, "prediction")
+        return Outcome(
+            model_id,
+            prediction_id,
+            prediction,
+            label,
+            max(timestamp_ms, pred_ts),
+            "label",
+            offset,
+            index,
+        )
 
     def expire(self, labels_caught_up: bool) -> list[Expired]:
         """Drop halves older than the TTL (in event time) and those over the size cap."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
@@ -268,15 +268,15 @@ class Processor:
         signal: str,
         renew: Callable[..., _D],
         *renew_args: Any,
+        column: np.ndarray | None = None,
     ) -> _D:
         """Feed a column to a drift detector; on each detection alert and go on with a new one.
 
         Returns the detector to keep. A detector that fired is replaced by
         ``renew(*renew_args)`` (a new normal is learned) before the values after the detection
-        reach it.
+        reach it. ``column``: ``values`` as an array, when the caller has made one.
         """
         start, n = 0, len(values)
-        column: np.ndarray | None = None
         while start < n:
             if n - start >= self.bulk_min_values and isinstance(det, StandardizedPageHinkley):
                 if column is None:
@@ -306,8 +306,12 @@ class Processor:
         rows: Sequence[int],
         values: list[float],
         name: str,
+        column: np.ndarray | None,
     ) -> None:
-        """Feed a column to a PSI detector, stopping at each of its checks to decide the level."""
+        """Feed a column to a PSI detector, stopping at each of its checks to decide the level.
+
+        ``column``: ``values`` as an array, when the caller has made one.
+        """
         n = len(values)
         if n < self.bulk_min_values:
             for k in range(n):
@@ -315,7 +319,8 @@ class Processor:
                 if psi.just_checked:
                     self._psi_alert(run.ctx(rows[k]), name, psi)
             return
-        column = np.array(values)
+        if column is None:
+            column = np.array(values)
         start = 0
         while start < n:
             stop = start + psi.values_to_check()
@@ -480,6 +485,7 @@ class Processor:
             det = detectors.get(name)
             if det is None:
                 det = _numeric(dd, model.model_id, name)
+            array = np.array(values) if len(values) >= self.bulk_min_values else None
             detectors[name] = self._feed_drift(
                 run,
                 det,
@@ -491,12 +497,13 @@ class Processor:
                 dd,
                 model.model_id,
                 name,
+                column=array,
             )
             if psi_on:
                 psi = psis.get(name)
                 if psi is None:
                     psi = psis[name] = _psi(dd.psi, "n")
-                self._feed_psi(run, psi, rows, values, name)  # type: ignore[arg-type]
+                self._feed_psi(run, psi, rows, values, name, array)  # type: ignore[arg-type]
 
     def _watch_quality(
         self, run: _Run, j: int, total: int, missing: int, wrong_type: int, unseen: int
@@ -669,26 +676,43 @@ class Processor:
         self, part: PartitionState, labels: list[Label], offset: int, out: BatchResult
     ) -> None:
         """Buffer a record's labels (an envelope holds one model's) and release what is due."""
+        self._on_joins(part, self._join_labels(part, labels, offset), out)
+        # prediction stream time stands still over a record's labels: releasing those buffered
+        # once at its end releases the same outcomes in the same order as after each label
+        if part.join.releasable():
+            self._release(part, False, out)
+
+    def _join_labels(
+        self, part: PartitionState, labels: list[Label], offset: int
+    ) -> Iterator[Outcome | Expired | None]:
+        """Join the labels that would be released at once; buffer the others."""
         join = part.join
         model: ModelState | None = None
         for index, ev in enumerate(labels):
             if model is None or model.model_id != ev.model_id:
                 model = self._model(part, ev.model_id)
             model.counters["labels"] += 1
-            join.add_label(
-                BufferedLabel(
+            if join.joins_now(ev.timestamp_ms):
+                yield join.join_label(
                     ev.model_id, ev.prediction_id, ev.label, ev.timestamp_ms, offset, index
                 )
-            )
-        # prediction stream time stands still over a record's labels: releasing them once at
-        # its end releases the same outcomes in the same order as after each label
-        if join.releasable():
-            self._release(part, False, out)
+            else:
+                join.add_label(
+                    BufferedLabel(
+                        ev.model_id, ev.prediction_id, ev.label, ev.timestamp_ms, offset, index
+                    )
+                )
 
     def _release(self, part: PartitionState, caught_up: bool, out: BatchResult) -> None:
-        """Released outcomes go on in runs of one model; expiries only count."""
+        self._on_joins(part, part.join.release(caught_up), out)
+
+    def _on_joins(
+        self, part: PartitionState, items: Iterable[Outcome | Expired | None], out: BatchResult
+    ) -> None:
+        """Labels joined in label order: outcomes go on in runs of one model; expiries and
+        parked labels (None) only count or wait."""
         run: list[Outcome] = []
-        for item in part.join.release(caught_up):
+        for item in items:
             if item is None:
                 continue
             if isinstance(item, Expired):

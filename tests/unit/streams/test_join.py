@@ -177,6 +177,44 @@ def test_checkpoints_keep_a_mirror_of_the_halves_exact() -> None:
             assert {k: list(v) for k, v in mirror.items()} == expected
 
 
+def test_a_label_joined_at_once_is_a_label_buffered_and_released() -> None:
+    """join_label, where joins_now allows it, gives the outputs, halves and checkpoint changes
+    of add_label followed by release."""
+    rng = random.Random(5)
+    buffered = LabelJoin(ttl_ms=500, max_pending=40)
+    direct = LabelJoin(ttl_ms=500, max_pending=40)
+    got: dict[str, list[Any]] = {"buffered": [], "direct": []}
+    taken = 0
+    for step in range(5_000):
+        pid = f"p{rng.randrange(120)}"
+        ts = step + rng.randrange(-50, 50)
+        action = rng.random()
+        if action < 0.45:
+            for join in (buffered, direct):
+                join.add_prediction("m", pid, 1, ts, step, 0)
+        elif action < 0.9:
+            buffered.add_label(label(pid, ts, step))
+            if direct.joins_now(ts):
+                taken += 1
+                got["direct"].append(direct.join_label("m", pid, 1, ts, step, 0))
+            else:
+                direct.add_label(label(pid, ts, step))
+        else:
+            for join in (buffered, direct):
+                join.expire(False)
+        for name, join in (("buffered", buffered), ("direct", direct)):
+            if join.releasable():
+                got[name] += join.release(False)
+        assert direct.label_time == buffered.label_time  # the expiry watermark
+        if rng.random() < 0.05:
+            (up_a, del_a), (up_b, del_b) = buffered.take_dirty(), direct.take_dirty()
+            assert (up_a, sorted(del_a)) == (up_b, sorted(del_b))
+    assert taken > 500  # the direct path is taken, not just the buffered one
+    assert got["direct"] == got["buffered"]
+    assert (direct.predictions, direct.labels) == (buffered.predictions, buffered.labels)
+    assert list(direct.buffer) == list(buffered.buffer)
+
+
 def test_buffer_in_an_older_meta_record_is_restored_and_moved_to_fields() -> None:
     old_meta = {"pt": 10, "lt": 20, "buf": [["m", "a", 1, 15, 7, 0], ["m", "b", 0, 20, 8, 2]]}
     join = LabelJoin(ttl_ms=10_000, max_pending=100)
