@@ -536,7 +536,7 @@ class Processor:
             ("unseen_category", dq.max_unseen_category_rate),
         ):
             signal = f"{rate}_rate"
-            current = rates.get(signal, 0.0)
+            current = rates[rate]
             level = 1 if rate in breached else 0 if current <= limit / 2 else None
             if not self._level_due(model, signal, "threshold", level):
                 continue

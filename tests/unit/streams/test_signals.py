@@ -62,6 +62,32 @@ def test_missing_features_raise_a_data_quality_alert_once() -> None:
     assert index(quality[0]) >= 1000
 
 
+def test_a_data_quality_level_re_arms_only_well_below_the_limit() -> None:
+    """The alert carries the windowed rate; a rate that dips just under the limit (above half
+    of it) keeps the level, so only a clean spell lets the next breach page again."""
+
+    def phase(n: int, missing_every: int | None) -> list[dict[str, Any]]:
+        return [
+            {
+                "prediction": 1.0,
+                "features": {
+                    "x": None if missing_every and i % missing_every == 0 else 1.0,
+                    "y": 2.0,
+                },
+            }
+            for i in range(n)
+        ]
+
+    # missing share of fields: 0, 0.1, 0.04 (under 0.05, above 0.025), 0.1, 0, 0.1
+    events = phase(300, None) + phase(300, 5) + phase(600, 12) + phase(300, 5)
+    events += phase(600, None) + phase(300, 5)
+    config = {"detection": {"cooldown_events": 10, "data_quality": {"window": 100}}}
+    _, alerts = run(config, predictions(events))
+    quality = [a for a in alerts if a.type == "data_quality"]
+    assert [index(a) // 100 for a in quality] == [3, 21]  # in the first and last bad phases
+    assert all(a.value is not None and 0.05 < a.value <= 0.1 for a in quality)
+
+
 def test_feature_type_change_counts_as_wrong_type() -> None:
     events = [{"prediction": 1.0, "features": {"age": 30}} for _ in range(500)]
     events += [{"prediction": 1.0, "features": {"age": "thirty"}} for _ in range(200)]
