@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detectors.codec import register
@@ -18,6 +18,29 @@ RATES = ("missing", "non_finite", "wrong_type", "unseen_category")
 
 DEFAULT_THRESHOLD = 0.05
 """Windowed rate above which a problem is flagged, unless set otherwise."""
+
+
+Row = tuple[int, int, int, int, int]
+"""One event's counts: total_fields, missing, non_finite, wrong_type, unseen_category."""
+
+
+def _checked(row: tuple[Any, ...]) -> Row:
+    """`row` as five ints with each count in [0, total_fields], or ValueError."""
+    t, m, nf, wt, uc = row
+    if not (
+        t.__class__ is int
+        and m.__class__ is int
+        and nf.__class__ is int
+        and wt.__class__ is int
+        and uc.__class__ is int
+    ):
+        t, m, nf, wt, uc = _as_ints(t, m, nf, wt, uc)
+    if not (0 <= m <= t and 0 <= nf <= t and 0 <= wt <= t and 0 <= uc <= t):
+        raise ValueError(
+            f"counts must be integers in [0, total_fields], got {(t, m, nf, wt, uc)} "
+            "(total_fields, missing, non_finite, wrong_type, unseen_category)"
+        )
+    return (t, m, nf, wt, uc)
 
 
 @register("data_quality_rates")
@@ -127,21 +150,32 @@ class DataQualityRates:
         unseen_category: int = 0,
     ) -> None:
         """Add one event's counts; read ``drift_detected`` afterwards."""
-        t, m, nf, wt, uc = total_fields, missing, non_finite, wrong_type, unseen_category
-        if not (
-            t.__class__ is int
-            and m.__class__ is int
-            and nf.__class__ is int
-            and wt.__class__ is int
-            and uc.__class__ is int
-        ):
-            t, m, nf, wt, uc = _as_ints(t, m, nf, wt, uc)
-        if not (0 <= m <= t and 0 <= nf <= t and 0 <= wt <= t and 0 <= uc <= t):
-            raise ValueError(
-                f"counts must be integers in [0, total_fields], got {(t, m, nf, wt, uc)} "
-                "(total_fields, missing, non_finite, wrong_type, unseen_category)"
-            )
-        row = (t, m, nf, wt, uc)
+        self._add(_checked((total_fields, missing, non_finite, wrong_type, unseen_category)))
+
+    def update_until_breached(self, rows: Sequence[Row], start: int = 0) -> int:
+        """Feed events as rows ``(total_fields, missing, non_finite, wrong_type,
+        unseen_category)`` from ``rows[start]`` on, until one leaves a rate above its threshold;
+        return that row's position (read `breached` and `stats()` now), or ``len(rows)``.
+
+        Identical to calling `update` on each row in turn, stopping there.
+
+        Examples
+        --------
+        >>> q = DataQualityRates(window=10, min_samples=5, threshold={"missing": 0.2})
+        >>> rows = [(4, 0, 0, 0, 0)] * 6 + [(4, 4, 0, 0, 0)] * 4
+        >>> q.update_until_breached(rows), q.breached
+        (7, ('missing',))
+
+        """
+        add = self._add
+        for i in range(start, len(rows)):
+            add(_checked(rows[i]))
+            if self._breached:
+                return i
+        return len(rows)
+
+    def _add(self, row: Row) -> None:
+        t, m, nf, wt, uc = row
         rows = self._rows
         counts = self._counts
         win = self._window

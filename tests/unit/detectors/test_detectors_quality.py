@@ -278,3 +278,30 @@ def test_state_size() -> None:
     for row in sample(4, 3000):  # the worst case: hardly two equal events in a row
         feed(q, row)
     assert len(encode(q)) < 6200  # 5 small ints and a count per run
+
+
+def test_update_until_breached_stops_where_update_would_first_breach() -> None:
+    rng = random.Random(4)
+    rows = [
+        (5, int(rng.random() < 0.02 + 0.4 * (i > 600)), 0, int(rng.random() < 0.004), 0)
+        for i in range(1200)
+    ]
+    one = DataQualityRates(window=200, min_samples=50)
+    first = len(rows)
+    for i, (t, m, nf, wt, uc) in enumerate(rows):
+        one.update(total_fields=t, missing=m, non_finite=nf, wrong_type=wt, unseen_category=uc)
+        if one.breached:
+            first = i
+            break
+    assert first < len(rows)
+    bulk = DataQualityRates(window=200, min_samples=50)
+    assert bulk.update_until_breached(rows[:first]) == first  # no breach before it
+    assert bulk.update_until_breached(rows, start=first) == first
+    assert bulk.to_state() == one.to_state() and bulk.breached == one.breached
+
+
+def test_update_until_breached_checks_each_row() -> None:
+    q = DataQualityRates(window=10, min_samples=5)
+    with pytest.raises(ValueError, match="total_fields"):
+        q.update_until_breached([(2, 0, 0, 0, 0), (2, 3, 0, 0, 0)])
+    assert q.n == 1
