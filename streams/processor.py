@@ -28,6 +28,7 @@ from detectors import (
     StandardizedPageHinkley,
     WindowedAccuracy,
 )
+from detectors.quality import Row as QualityRow
 from streams.alerts import Alert, AlertType, Severity, SourcePosition, alert_id
 from streams.config import (
     Config,
@@ -302,15 +303,16 @@ class Processor:
     def _feed_psi(
         self,
         run: _Run,
-        psi: NumericPSI,
+        psi: NumericPSI | CategoricalPSI,
         rows: Sequence[int],
-        values: list[float],
+        values: Sequence[Any],
         name: str,
-        column: np.ndarray | None,
+        column: np.ndarray | Sequence[Any] | None,
     ) -> None:
         """Feed a column to a PSI detector, stopping at each of its checks to decide the level.
 
-        ``column``: ``values`` as an array, when the caller has made one.
+        ``column``: what ``update_many`` takes, when the caller has it (an array of numbers,
+        or categories as they are); otherwise numbers are made an array here.
         """
         n = len(values)
         if n < self.bulk_min_values:
@@ -418,9 +420,76 @@ class Processor:
     def _watch_features(self, run: _Run) -> None:
         """Page-Hinkley and PSI per feature; missing, type-change and unseen-category rates.
 
-        Each event's features are sorted out in turn (kinds, missing values, type changes,
-        categories); numeric values are collected per feature and fed as columns afterwards.
+        A long run whose events all carry exactly the model's known features, each of its
+        kind (the steady state), goes feature by feature; any other run event by event.
         """
+        columns = self._clean_columns(run)
+        if columns is None:
+            self._features_by_event(run)
+        else:
+            self._feature_columns(run, columns)
+
+    def _clean_columns(self, run: _Run) -> dict[str, _Column] | None:
+        """Each known feature's values over the run, or None unless every event has exactly
+        the known features, numbers finite, and (when categories are watched) the categorical
+        PSI references are known, so nothing is missing, of the wrong type or new."""
+        model = run.model
+        kinds = model.feature_kinds
+        events = run.events
+        if len(events) < self.bulk_min_values or not kinds:
+            return None
+        keys = kinds.keys()
+        features = [ev.features for ev in events]
+        for f in features:
+            if f is None or f.keys() != keys:
+                return None
+        dd = run.settings.data_drift
+        categories_watched = dd.enabled and dd.psi.enabled
+        columns: dict[str, _Column] = {}
+        for name, kind in kinds.items():
+            values: list[Any] = [f[name] for f in features]  # type: ignore[index]
+            types = set(map(type, values))
+            if kind == "n":
+                if not types <= _NUMBERS:
+                    return None
+                if int in types:
+                    values = [float(v) for v in values]
+                array = np.array(values)
+                if not np.isfinite(array).all():
+                    return None
+                columns[name] = (values, array)
+            else:
+                if not types <= _CATEGORIES:
+                    return None
+                psi = model.psi.get(name)
+                if categories_watched and (psi is None or not psi.ready):
+                    return None
+                columns[name] = (values, None)
+        return columns
+
+    def _feature_columns(self, run: _Run, columns: dict[str, _Column]) -> None:
+        """Features of a clean run (see _clean_columns), one column per feature."""
+        model, settings = run.model, run.settings
+        dd, dq = settings.data_drift, settings.data_quality
+        rows = range(len(run.events))
+        unseen = [0] * len(rows)
+        if dd.enabled:
+            for name, (values, array) in columns.items():
+                if array is not None:
+                    self._numeric_feature(run, name, rows, values, array)
+                elif dd.psi.enabled:
+                    psi = model.psi[name]  # a CategoricalPSI with its reference
+                    if dq.enabled:
+                        is_unseen = psi.is_unseen  # type: ignore[union-attr]
+                        unseen = [u + is_unseen(v) for u, v in zip(unseen, values, strict=True)]
+                    self._feed_psi(run, psi, rows, values, name, values)
+        if dq.enabled:
+            total = len(columns)
+            self._quality_column(run, [(total, 0, 0, 0, u) for u in unseen])
+
+    def _features_by_event(self, run: _Run) -> None:
+        """Each event's features sorted out in turn (kinds, missing values, type changes,
+        categories); numeric values are collected per feature and fed as columns afterwards."""
         model, settings = run.model, run.settings
         dd, dq = settings.data_drift, settings.data_quality
         kinds = model.feature_kinds
@@ -480,35 +549,71 @@ class Processor:
                 self._watch_quality(
                     run, j, max(len(kinds), len(features)), missing, wrong_type, unseen
                 )
-        detectors = model.features
         for name, (rows, values) in columns.items():
-            det = detectors.get(name)
-            if det is None:
-                det = _numeric(dd, model.model_id, name)
             array = np.array(values) if len(values) >= self.bulk_min_values else None
-            detectors[name] = self._feed_drift(
-                run,
-                det,
-                rows,
-                values,
-                "data_drift",
-                f"feature:{name}",
-                _numeric,
-                dd,
-                model.model_id,
-                name,
-                column=array,
-            )
-            if psi_on:
-                psi = psis.get(name)
-                if psi is None:
-                    psi = psis[name] = _psi(dd.psi, "n")
-                self._feed_psi(run, psi, rows, values, name, array)  # type: ignore[arg-type]
+            self._numeric_feature(run, name, rows, values, array)
+
+    def _numeric_feature(
+        self,
+        run: _Run,
+        name: str,
+        rows: Sequence[int],
+        values: list[float],
+        array: np.ndarray | None,
+    ) -> None:
+        """A numeric feature's column to its drift detector and its PSI."""
+        model, dd = run.model, run.settings.data_drift
+        det = model.features.get(name)
+        if det is None:
+            det = _numeric(dd, model.model_id, name)
+        model.features[name] = self._feed_drift(
+            run,
+            det,
+            rows,
+            values,
+            "data_drift",
+            f"feature:{name}",
+            _numeric,
+            dd,
+            model.model_id,
+            name,
+            column=array,
+        )
+        if dd.psi.enabled:
+            psi = model.psi.get(name)
+            if psi is None:
+                psi = model.psi[name] = _psi(dd.psi, "n")
+            self._feed_psi(run, psi, rows, values, name, array)
 
     def _watch_quality(
         self, run: _Run, j: int, total: int, missing: int, wrong_type: int, unseen: int
     ) -> None:
         """Data-quality rates after event ``j`` of the run."""
+        self._quality(run).update(
+            total_fields=total, missing=missing, wrong_type=wrong_type, unseen_category=unseen
+        )
+        self._quality_levels(run, j)
+
+    def _quality_column(self, run: _Run, rows: list[QualityRow]) -> None:
+        """Data-quality rates over a run, one row per event, stopping where a level could
+        change: on a breach, and at every event while a quality level is paged."""
+        quality = self._quality(run)
+        levels = run.model.levels
+        start, n = 0, len(rows)
+        while start < n:
+            if not levels.keys().isdisjoint(_QUALITY_LEVELS):
+                for j in range(start, n):
+                    total, missing, _, wrong_type, unseen = rows[j]
+                    self._watch_quality(run, j, total, missing, wrong_type, unseen)
+                return
+            j = quality.update_until_breached(rows, start)
+            if j == n:
+                return
+            self._quality_levels(run, j)
+            start = j + 1
+
+    @staticmethod
+    def _quality(run: _Run) -> DataQualityRates:
         model, dq = run.model, run.settings.data_quality
         if model.quality is None:
             model.quality = DataQualityRates(
@@ -521,13 +626,16 @@ class Processor:
                     "unseen_category": dq.max_unseen_category_rate,
                 },
             )
+        return model.quality
+
+    def _quality_levels(self, run: _Run, j: int) -> None:
+        """Page or re-arm data-quality levels after event ``j`` was counted."""
+        model, dq = run.model, run.settings.data_quality
         quality = model.quality
-        quality.update(
-            total_fields=total, missing=missing, wrong_type=wrong_type, unseen_category=unseen
-        )
+        assert quality is not None
         breached = quality.breached
         # a level changes only on a breach, or on recovery from one already paged
-        if not breached and not model.levels:
+        if not breached and model.levels.keys().isdisjoint(_QUALITY_LEVELS):
             return
         rates = quality.rates()
         for rate, limit in (
@@ -1071,6 +1179,14 @@ class Processor:
             if decision is not RetrainDecision.NOT_A_TRIGGER:
                 ctx.out.counts[decision.value] += 1
         return True
+
+
+_NUMBERS = frozenset({int, float})
+_CATEGORIES = frozenset({str, bool})
+_QUALITY_LEVELS = frozenset(
+    f"{rate}_rate|threshold" for rate in ("missing", "wrong_type", "unseen_category")
+)
+_Column = tuple[list[Any], "np.ndarray | None"]  # values, and numbers as an array (else None)
 
 
 @dataclass(slots=True)

@@ -41,8 +41,9 @@ CONFIG = parse_config(
 )
 
 
-def _predictions(seed: int, n: int) -> list[dict[str, Any]]:
-    """One model whose score, features and latency all shift, with missing and odd values."""
+def _predictions(seed: int, n: int, clean: bool = False) -> list[dict[str, Any]]:
+    """One model whose score, features and latency all shift, with missing and odd values
+    unless ``clean`` (then every event has the same features, each of its kind)."""
     rng = np.random.default_rng(seed)
     out: list[dict[str, Any]] = []
     for i in range(n):
@@ -53,11 +54,12 @@ def _predictions(seed: int, n: int) -> list[dict[str, Any]]:
             "y": float(rng.normal(0.0, 1.0 + phase)),
             "plan": str(rng.choice(["a", "b", "c"] if phase < 2 else ["c", "d"])),
         }
-        if rng.random() < 0.05 * phase:
+        odd = rng.random(3)
+        if not clean and odd[0] < 0.05 * phase:
             features["x"] = None  # missing values, more of them later
-        if rng.random() < 0.02:
+        if not clean and odd[1] < 0.02:
             features["y"] = "oops"  # a type change
-        if rng.random() < 0.1:
+        if not clean and odd[2] < 0.1:
             features["late"] = int(rng.integers(0, 5))  # a feature that only sometimes shows
         event: dict[str, Any] = {
             "model_id": "m",
@@ -119,12 +121,37 @@ def _run(
     return part, sorted(alerts, key=lambda a: a["alert_id"]), counts
 
 
-@pytest.mark.parametrize(("size", "bulk_min_values"), [(100, 64), (37, 1), (250, 64), (100, 1)])
-def test_columns_match_value_by_value(size: int, bulk_min_values: int) -> None:
-    records = _records(_predictions(seed=size, n=2400), size)
+@pytest.mark.parametrize(
+    ("size", "bulk_min_values", "clean"),
+    [
+        (100, 64, False),
+        (37, 1, False),
+        (250, 64, False),
+        (100, 1, False),
+        (100, 64, True),
+        (37, 1, True),
+    ],
+)
+def test_columns_match_value_by_value(
+    size: int, bulk_min_values: int, clean: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = _records(_predictions(seed=size, n=2400, clean=clean), size)
+    by_feature = 0
+    feature_columns = Processor._feature_columns
+
+    def counted(self: Processor, *args: Any) -> None:
+        nonlocal by_feature
+        by_feature += 1
+        feature_columns(self, *args)
+
+    monkeypatch.setattr(Processor, "_feature_columns", counted)
     bulk = Processor(CONFIG, bulk_min_values=bulk_min_values)
     bulk_part, bulk_alerts, bulk_counts = _run(bulk, records)
+    # clean runs go feature by feature once the features and categories are known
+    assert (by_feature > len(records) // 4) == clean
+    by_feature = 0
     one_part, one_alerts, one_counts = _run(Processor(CONFIG, bulk_min_values=10**9), records)
+    assert by_feature == 0
 
     assert bulk_alerts == one_alerts
     assert bulk_counts == one_counts
@@ -143,7 +170,7 @@ def test_columns_match_value_by_value(size: int, bulk_min_values: int) -> None:
         ("latency_ms", "page_hinkley"),
         ("latency_ms", "threshold"),
         ("expected_accuracy", "threshold"),
-        ("missing_rate", "threshold"),
+        ("unseen_category_rate", "threshold") if clean else ("missing_rate", "threshold"),
         ("error_rate", "adwin"),
         ("accuracy", "threshold"),
         ("accuracy", "baseline"),
