@@ -12,9 +12,9 @@ bounds the memory held for them. All state here is checkpointed with the partiti
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Value = float | str | bool
 Key = tuple[str, str]
@@ -53,6 +53,17 @@ class Expired:
     model_id: str
     prediction_id: str
     kind: Literal["prediction", "label"]
+
+
+class PredictionHalf(Protocol):
+    """What the join keeps of a prediction (a streams.events.Prediction is one)."""
+
+    @property
+    def prediction_id(self) -> str: ...
+    @property
+    def prediction(self) -> Value: ...
+    @property
+    def timestamp_ms(self) -> int: ...
 
 
 class LabelJoin:
@@ -111,6 +122,25 @@ class LabelJoin:
         self._added(("p", key), key in self.predictions)
         self.predictions[key] = (prediction, timestamp_ms)
         return None
+
+    def nothing_to_join(self) -> bool:
+        """Whether predictions added now can neither join (no label waits for one) nor let
+        buffered labels go (none is buffered); then :meth:`add_unjoined` takes them."""
+        return not self.labels and not self.buffer
+
+    def add_unjoined(self, model_id: str, predictions: Iterable[PredictionHalf]) -> None:
+        """Record predictions of one model, as :meth:`add_prediction` would, while
+        :meth:`nothing_to_join`."""
+        halves = self.predictions
+        added = self._added
+        time = self.prediction_time
+        for p in predictions:
+            key = (model_id, p.prediction_id)
+            added(("p", key), key in halves)
+            halves[key] = (p.prediction, p.timestamp_ms)
+            if p.timestamp_ms > time:
+                time = p.timestamp_ms
+        self.prediction_time = time
 
     def add_label(self, label: BufferedLabel) -> None:
         """Buffer a label; it is released by :meth:`release`."""

@@ -242,6 +242,9 @@ class Processor:
         review = settings.review_requests
         review_on = review.enabled and model.task == "classification"
         join = part.join
+        if not review_on and join.nothing_to_join():
+            join.add_unjoined(head.model_id, evs)
+            return
         for j, ev in enumerate(evs):
             index = first_index + j
             if review_on and ev.score is not None:

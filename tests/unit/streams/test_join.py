@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from streams.events import Prediction
 from streams.join import BufferedLabel, Expired, LabelJoin, Outcome, buffer_field, pending_field
 
 
@@ -213,6 +214,39 @@ def test_a_label_joined_at_once_is_a_label_buffered_and_released() -> None:
     assert got["direct"] == got["buffered"]
     assert (direct.predictions, direct.labels) == (buffered.predictions, buffered.labels)
     assert list(direct.buffer) == list(buffered.buffer)
+
+
+def test_predictions_added_unjoined_are_predictions_added_one_by_one() -> None:
+    """add_unjoined (while nothing_to_join) keeps the halves, the stream time and the checkpoint
+    changes that add_prediction would."""
+    rng = random.Random(9)
+    one = LabelJoin(ttl_ms=500, max_pending=10_000)
+    bulk = LabelJoin(ttl_ms=500, max_pending=10_000)
+    for step in range(300):
+        batch = [
+            Prediction(
+                "m", f"p{rng.randrange(400)}", rng.randrange(2), step * 10 + rng.randrange(-30, 30)
+            )
+            for _ in range(rng.randrange(1, 20))
+        ]
+        for p in batch:
+            one.add_prediction("m", p.prediction_id, p.prediction, p.timestamp_ms, step, 0)
+        assert bulk.nothing_to_join()
+        bulk.add_unjoined("m", batch)
+        waiting = sorted(pid for _, pid in bulk.predictions)
+        for pid in rng.sample(waiting, min(len(waiting), rng.randrange(4))):
+            for join in (one, bulk):  # labels for waiting predictions: halves joined and gone
+                join.add_label(label(pid, step * 10, step))
+                assert None not in list(join.release(True))  # joined (or expired), not parked
+        if rng.random() < 0.3:
+            for join in (one, bulk):  # some halves go, so later adds re-use and re-set keys
+                join.expire(True)
+        if rng.random() < 0.2:
+            (up_a, del_a), (up_b, del_b) = one.take_dirty(), bulk.take_dirty()
+            assert (up_a, sorted(del_a)) == (up_b, sorted(del_b))
+        assert (bulk.predictions, bulk.prediction_time) == (one.predictions, one.prediction_time)
+    bulk.add_label(label("p1", 10**9, 1))
+    assert not bulk.nothing_to_join()
 
 
 def test_buffer_in_an_older_meta_record_is_restored_and_moved_to_fields() -> None:
