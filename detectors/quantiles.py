@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detectors._values import raw_field
@@ -370,6 +370,29 @@ class LatencyQuantile(Detector):
             self._current = DDSketch(cur.relative_accuracy, cur.max_buckets)
             self._above = [self._above[1], 0]
         self._evaluate()
+
+    def update_until(self, xs: Sequence[float], drifting: bool, start: int = 0) -> int:
+        """Feed ``xs[start:]`` until ``drift_detected`` is no longer `drifting`; return the
+        position of the value that changed it (read `stats()` now), or ``len(xs)``.
+
+        Identical to calling `update` on each value in turn, stopping there.
+
+        Examples
+        --------
+        >>> d = LatencyQuantile(q=0.5, threshold_ms=100.0, min_samples=3, window=10)
+        >>> xs = [50.0, 60.0, 70.0, 200.0, 300.0, 400.0, 500.0]
+        >>> d.update_until(xs, drifting=False)  # the median passes 100 ms at the 7th value
+        6
+        >>> round(d.quantile())
+        198
+
+        """
+        update = self.update
+        for i in range(start, len(xs)):
+            update(xs[i])
+            if self.drift_detected != drifting:
+                return i
+        return len(xs)
 
     def _evaluate(self) -> None:
         count = self._previous.count + self._current.count

@@ -260,3 +260,26 @@ def test_state_size() -> None:
     d.update_many(rng.lognormal(4.0, 0.5, 5500).tolist())
     assert len(decode(encode(d)).to_state()["previous"]["keys"]) < 300
     assert len(encode(d)) < 2500
+
+
+def test_update_until_stops_where_the_flag_changes() -> None:
+    rng = np.random.default_rng(5)
+    xs = [*rng.lognormal(3, 0.2, 1500), *rng.lognormal(3.8, 0.2, 800), *rng.lognormal(3, 0.2, 1500)]
+    params = {"q": 0.95, "threshold_ms": 40.0, "min_samples": 100, "window": 300}
+    one = LatencyQuantile(**params)
+    changes, drifting = [], False
+    for i, x in enumerate(xs):
+        one.update(x)
+        if one.drift_detected != drifting:
+            changes.append((i, one.stats()))
+            drifting = one.drift_detected
+    bulk, got, drifting, start = LatencyQuantile(**params), [], False, 0
+    while start < len(xs):
+        i = bulk.update_until(xs, drifting, start)
+        if i == len(xs):
+            break
+        got.append((i, bulk.stats()))
+        drifting, start = bulk.drift_detected, i + 1
+    assert len(changes) >= 2  # over the threshold and back
+    assert got == changes
+    assert bulk.to_state() == one.to_state()
