@@ -708,16 +708,22 @@ class Processor:
                 window=lat.window,
             )
         quantile = model.latency
-        paging = lat.threshold_ms is not None
-        for j, latency_ms in zip(rows, values, strict=True):
-            quantile.update(latency_ms)
+        paging = lat.threshold_ms is not None  # without a threshold the flag is never set
+        start, n = 0, len(values)
+        while start < n:
+            k = quantile.update_until(
+                values, paging and "latency_ms|threshold" in model.levels, start
+            )
+            if k == n:
+                break
+            start = k + 1
             level = 1 if quantile.drift_detected else 0
-            if not (paging and self._level_due(model, "latency_ms", "threshold", level)):
+            if not self._level_due(model, "latency_ms", "threshold", level):
                 continue
             stats = quantile.stats()
             q = stats["quantile"]
             self._level_alert(
-                run.ctx(j),
+                run.ctx(rows[k]),
                 "performance",
                 "latency_ms",
                 "threshold",
