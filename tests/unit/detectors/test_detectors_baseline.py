@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from detectors import BaselineDrop, decode, encode
 from tests.unit.detectors import statecheck
+from tests.unit.detectors.flagcheck import flag_changes, flag_changes_until
 
 
 def bernoulli(rng: np.random.Generator, p: float, size: int) -> list[int]:
@@ -193,20 +194,8 @@ def test_update_until_stops_where_the_flag_changes(higher_is_better: bool) -> No
     if not higher_is_better:
         xs = [1.0 - x for x in xs]
     params = {"baseline": 200, "window": 100, "higher_is_better": higher_is_better}
-    one = BaselineDrop(**params)
-    changes, drifting = [], False
-    for i, x in enumerate(xs):
-        one.update(x)
-        if one.ready and one.drift_detected != drifting:
-            changes.append((i, one.stats()))
-            drifting = one.drift_detected
-    bulk, got, drifting, start = BaselineDrop(**params), [], False, 0
-    while start < len(xs):
-        i = bulk.update_until(xs, drifting, start)
-        if i == len(xs):
-            break
-        got.append((i, bulk.stats()))
-        drifting, start = bulk.drift_detected, i + 1
+    one, bulk = BaselineDrop(**params), BaselineDrop(**params)
+    changes, got = flag_changes(one, xs), flag_changes_until(bulk, xs)
     assert len(changes) >= 3  # into the drop, out of it, into it again
     assert got == changes
     assert bulk.to_state() == one.to_state()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from detectors import DDSketch, LatencyQuantile, StateDecodeError, decode, encode
 from tests.unit.detectors import statecheck
+from tests.unit.detectors.flagcheck import flag_changes, flag_changes_until
 
 values = st.lists(
     st.one_of(st.just(0.0), st.floats(1e-6, 1e9), st.sampled_from([1.0, 2.0, 100.0])),
@@ -266,20 +267,8 @@ def test_update_until_stops_where_the_flag_changes() -> None:
     rng = np.random.default_rng(5)
     xs = [*rng.lognormal(3, 0.2, 1500), *rng.lognormal(3.8, 0.2, 800), *rng.lognormal(3, 0.2, 1500)]
     params = {"q": 0.95, "threshold_ms": 40.0, "min_samples": 100, "window": 300}
-    one = LatencyQuantile(**params)
-    changes, drifting = [], False
-    for i, x in enumerate(xs):
-        one.update(x)
-        if one.drift_detected != drifting:
-            changes.append((i, one.stats()))
-            drifting = one.drift_detected
-    bulk, got, drifting, start = LatencyQuantile(**params), [], False, 0
-    while start < len(xs):
-        i = bulk.update_until(xs, drifting, start)
-        if i == len(xs):
-            break
-        got.append((i, bulk.stats()))
-        drifting, start = bulk.drift_detected, i + 1
+    one, bulk = LatencyQuantile(**params), LatencyQuantile(**params)
+    changes, got = flag_changes(one, xs), flag_changes_until(bulk, xs)
     assert len(changes) >= 2  # over the threshold and back
     assert got == changes
     assert bulk.to_state() == one.to_state()
