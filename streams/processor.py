@@ -434,8 +434,8 @@ class Processor:
 
     def _clean_columns(self, run: _Run) -> dict[str, _Column] | None:
         """Each known feature's values over the run, or None unless every event has exactly
-        the known features, numbers finite, and (when categories are watched) the categorical
-        PSI references are known, so nothing is missing, of the wrong type or new."""
+        the known features, each of its kind and numbers finite: nothing is missing, of the
+        wrong type or new."""
         model = run.model
         kinds = model.feature_kinds
         events = run.events
@@ -446,8 +446,6 @@ class Processor:
         for f in features:
             if f is None or f.keys() != keys:
                 return None
-        dd = run.settings.data_drift
-        categories_watched = dd.enabled and dd.psi.enabled
         columns: dict[str, _Column] = {}
         for name, kind in kinds.items():
             values: list[Any] = [f[name] for f in features]  # type: ignore[index]
@@ -464,15 +462,12 @@ class Processor:
             else:
                 if not types <= _CATEGORIES:
                     return None
-                psi = model.psi.get(name)
-                if categories_watched and (psi is None or not psi.ready):
-                    return None
                 columns[name] = (values, None)
         return columns
 
     def _feature_columns(self, run: _Run, columns: dict[str, _Column]) -> None:
         """Features of a clean run (see _clean_columns), one column per feature."""
-        model, settings = run.model, run.settings
+        settings = run.settings
         dd, dq = settings.data_drift, settings.data_quality
         rows = range(len(run.events))
         unseen = [0] * len(rows)
@@ -481,14 +476,33 @@ class Processor:
                 if array is not None:
                     self._numeric_feature(run, name, rows, values, array)
                 elif dd.psi.enabled:
-                    psi = model.psi[name]  # a CategoricalPSI with its reference
-                    if dq.enabled:
-                        is_unseen = psi.is_unseen  # type: ignore[union-attr]
-                        unseen = [u + is_unseen(v) for u, v in zip(unseen, values, strict=True)]
-                    self._feed_psi(run, psi, rows, values, name, values)
+                    unseen = self._categorical_feature(run, name, values, unseen)
         if dq.enabled:
             total = len(columns)
             self._quality_column(run, [(total, 0, 0, 0, u) for u in unseen])
+
+    def _categorical_feature(
+        self, run: _Run, name: str, values: list[Any], unseen: list[int]
+    ) -> list[int]:
+        """A categorical feature's column to its PSI; returns ``unseen`` plus, per event,
+        whether its category is new to the reference."""
+        psi = run.model.psi.get(name)
+        if psi is None:
+            psi = run.model.psi[name] = _psi(run.settings.data_drift.psi, "c")
+        # the feature is categorical, so its detector is a CategoricalPSI
+        is_unseen: Callable[[Any], bool] = psi.is_unseen  # type: ignore[union-attr]
+        if psi.ready:  # then a category is new or not whatever comes after it
+            if run.settings.data_quality.enabled:
+                unseen = [u + is_unseen(v) for u, v in zip(unseen, values, strict=True)]
+            self._feed_psi(run, psi, range(len(values)), values, name, values)
+            return unseen
+        unseen = list(unseen)
+        for j, category in enumerate(values):  # the reference is completed on the way
+            unseen[j] += is_unseen(category)
+            psi.update(category)
+            if psi.just_checked:
+                self._psi_alert(run.ctx(j), name, psi)
+        return unseen
 
     def _features_by_event(self, run: _Run) -> None:
         """Each event's features sorted out in turn (kinds, missing values, type changes,
