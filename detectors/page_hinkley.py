@@ -11,7 +11,7 @@ N(0,1) values, so this variant learns the signal's mean and standard deviation d
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from detectors.base import Detector, check_finite
 from detectors.codec import register
 from detectors.state import State, StateDecodeError, StateReader
 
-__all__ = ["STD_FLOOR", "PageHinkley", "StandardizedPageHinkley"]
+__all__ = ["STD_FLOOR", "PageHinkley", "StandardizedPageHinkley", "update_columns"]
 
 _MODES = ("up", "down", "both")
 
@@ -486,6 +486,12 @@ class StandardizedPageHinkley(Detector):
             pos += first + 1
             chunk = min(chunk * 2, 1 << 16) if not self.drift_detected else 256
 
+    @property
+    def columns_ready(self) -> bool:
+        """Whether :func:`update_columns` can take this detector: the reference is known and
+        ``alpha == 1``."""
+        return self._center is not None and self.alpha == 1.0
+
     def stats(self) -> dict[str, float]:
         """Test statistics and reference; see the class notes for the keys."""
         up = self._up_sum - self._up_min
@@ -563,3 +569,75 @@ class StandardizedPageHinkley(Detector):
         d._down_sum = r.get_float("down_sum")
         d._down_max = r.get_float("down_max")
         return d
+
+
+def update_columns(
+    detectors: Sequence[StandardizedPageHinkley], columns: np.ndarray
+) -> list[int | None]:
+    """Feed row ``r`` of `columns` to ``detectors[r]``, each stopping at its first drift;
+    per detector, the position of that drift or None.
+
+    Bit for bit ``detectors[r].update_many(columns[r], stop_at_drift=True)`` for every ``r``,
+    in one set of numpy operations for all of them. The detectors must be `columns_ready` and
+    `columns` a 2-d float array of finite values.
+
+    Examples
+    --------
+    >>> a = StandardizedPageHinkley(reference_mean=0.0, reference_std=1.0)
+    >>> b = StandardizedPageHinkley(reference_mean=3.0, reference_std=1.0)
+    >>> update_columns([a, b], np.array([[0.0] * 50 + [3.0] * 10, [3.0] * 60]))
+    [56, None]
+    >>> (a.n, a.drift_detected), (b.n, b.drift_detected)
+    ((57, True), (60, False))
+
+    """
+    k, n = columns.shape
+    if len(detectors) != k:
+        raise ValueError(f"{len(detectors)} detectors for {k} columns")
+    if not all(d.columns_ready for d in detectors):
+        raise ValueError("update_columns needs detectors with a reference and alpha == 1")
+    if n == 0:
+        return [None] * k
+    for d in detectors:
+        if d.drift_detected:
+            d._reset_sums()
+    centers = np.array([d._center for d in detectors])[:, None]
+    scales = np.array([d._scale for d in detectors])[:, None]
+    clips = np.array([d.clip for d in detectors])[:, None]
+    deltas = np.array([d.delta for d in detectors])[:, None]
+    with np.errstate(over="ignore"):  # huge values overflow to inf, then clip like `update`
+        z = (columns - centers) / scales
+    np.maximum(z, -clips, out=z)
+    np.minimum(z, clips, out=z)
+    # rows 0..k-1: the upward sums, rows k..2k-1: the downward ones; column 0 the sums so far
+    steps = np.empty((2 * k, n + 1))
+    steps[:k, 0] = [d._up_sum for d in detectors]
+    steps[k:, 0] = [d._down_sum for d in detectors]
+    np.subtract(z, deltas, out=steps[:k, 1:])
+    np.add(z, deltas, out=steps[k:, 1:])
+    sums = np.add.accumulate(steps, axis=1)
+    extremes = sums.copy()
+    extremes[:k, 0] = [d._up_min for d in detectors]
+    extremes[k:, 0] = [d._down_max for d in detectors]
+    up_min = np.minimum.accumulate(extremes[:k], axis=1)[:, 1:]
+    down_max = np.maximum.accumulate(extremes[k:], axis=1)[:, 1:]
+    up, down = sums[:k, 1:], sums[k:, 1:]
+    thresholds = np.array([d.threshold for d in detectors])[:, None]
+    alarm = (up - up_min > thresholds) & np.array([d.mode != "down" for d in detectors])[:, None]
+    alarm |= (down_max - down > thresholds) & np.array([d.mode != "up" for d in detectors])[
+        :, None
+    ]
+    fired = alarm.any(axis=1).tolist()
+    firsts = alarm.argmax(axis=1).tolist()
+    out: list[int | None] = []
+    for r, d in enumerate(detectors):
+        last = firsts[r] if fired[r] else n - 1
+        d._up_sum = float(up[r, last])
+        d._up_min = float(up_min[r, last])
+        d._down_sum = float(down[r, last])
+        d._down_max = float(down_max[r, last])
+        d._z = float(z[r, last])
+        d.drift_detected = fired[r]
+        d.n += last + 1
+        out.append(last if fired[r] else None)
+    return out

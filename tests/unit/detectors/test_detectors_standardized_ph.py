@@ -7,8 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors import PageHinkley, StandardizedPageHinkley
+from detectors.page_hinkley import update_columns
 
 SD = {"normal": 1.0, "t3": math.sqrt(3.0), "lognormal": math.sqrt((math.e - 1) * math.e)}
 
@@ -134,3 +137,48 @@ def test_update_many_can_stop_at_the_first_drift(alpha: float) -> None:
         i for i in range(first + 1, len(xs)) if (loop.update(float(xs[i])), loop.drift_detected)[1]
     ]
     assert bulk.to_state() == loop.to_state()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    k=st.integers(1, 6),
+    n=st.integers(0, 400),
+)
+def test_update_columns_is_update_many_per_row(seed: int, k: int, n: int) -> None:
+    """Any mix of modes, parameters, states (drifted ones too) and values, huge ones included."""
+    rng = np.random.default_rng(seed)
+    detectors, copies = [], []
+    for _ in range(k):
+        params = {
+            "reference_mean": float(rng.normal(0, 5)),
+            "reference_std": float(rng.uniform(0.1, 3)),
+            "delta": float(rng.uniform(0, 1)),
+            "threshold": float(rng.uniform(2, 30)),
+            "mode": str(rng.choice(["both", "up", "down"])),
+            "clip": float(rng.uniform(1, 5)),
+        }
+        d = StandardizedPageHinkley(**params)
+        d.update_many(rng.normal(0, 5, int(rng.integers(0, 300))))  # any state, drifted or not
+        detectors.append(d)
+        copies.append(StandardizedPageHinkley.from_state(d.to_state()))
+    columns = rng.normal(rng.normal(0, 5, (k, 1)), 3, (k, n))
+    if n:
+        columns[rng.integers(0, k), rng.integers(0, n)] = 1e308  # overflows z, then clips
+    got = update_columns(detectors, columns)
+    for r, d in enumerate(copies):
+        hits = d.update_many(columns[r], stop_at_drift=True)
+        assert got[r] == (hits[0] if hits else None)
+        assert detectors[r].to_state() == d.to_state()
+
+
+def test_update_columns_refuses_detectors_it_cannot_take() -> None:
+    learning = StandardizedPageHinkley(warmup=10)
+    with pytest.raises(ValueError, match="reference"):
+        update_columns([learning], np.zeros((1, 5)))
+    smoothed = StandardizedPageHinkley(reference_mean=0.0, reference_std=1.0, alpha=0.99)
+    assert not smoothed.columns_ready
+    with pytest.raises(ValueError, match="2 columns"):
+        update_columns(
+            [StandardizedPageHinkley(reference_mean=0.0, reference_std=1.0)], np.zeros((2, 5))
+        )
