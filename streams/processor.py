@@ -28,6 +28,7 @@ from detectors import (
     StandardizedPageHinkley,
     WindowedAccuracy,
 )
+from detectors.page_hinkley import update_columns
 from detectors.quality import Row as QualityRow
 from streams.alerts import Alert, AlertType, Severity, SourcePosition, alert_id
 from streams.config import (
@@ -238,6 +239,7 @@ class Processor:
             self._watch_features(run)
         if settings.latency.enabled:
             self._watch_latency(run)
+        self._flush_drift(run)
 
         review = settings.review_requests
         review_on = review.enabled and model.task == "classification"
@@ -262,6 +264,64 @@ class Processor:
                 self._release(part, False, out)
 
     # -- prediction-side signals, one column per signal -------------------------------------
+    def _watch_drift(self, run: _Run, feed: _DriftFeed) -> None:
+        """Feed a column to its drift detector now, or queue it for :meth:`_flush_drift`: a
+        Page-Hinkley detector with its reference, over every event of a long run."""
+        det = feed.detector
+        n = len(feed.values)
+        if (
+            isinstance(det, StandardizedPageHinkley)
+            and det.columns_ready
+            and n == len(run.events)
+            and n >= self.bulk_min_values
+        ):
+            run.drift_queue.append(feed)
+            return
+        feed.keep(self._feed(run, feed, det, 0))
+
+    def _flush_drift(self, run: _Run) -> None:
+        """The queued columns through their detectors at once (update_columns); a detector that
+        fires alerts, is renewed, and takes the rest of its column on its own."""
+        queue = run.drift_queue
+        if not queue:
+            return
+        if len(queue) == 1:
+            feed = queue[0]
+            feed.keep(self._feed(run, feed, feed.detector, 0))
+            return
+        detectors = cast("list[StandardizedPageHinkley]", [feed.detector for feed in queue])
+        columns = np.array([feed.values if feed.column is None else feed.column for feed in queue])
+        for feed, first in zip(queue, update_columns(detectors, columns), strict=True):
+            det = feed.detector
+            if first is not None:
+                self._drift(
+                    run.ctx(feed.rows[first]),
+                    feed.alert_type,
+                    feed.signal,
+                    det,
+                    feed.values[first],
+                )
+                det = self._feed(run, feed, feed.renew(*feed.renew_args), first + 1)
+            feed.keep(det)
+        queue.clear()
+
+    def _feed(
+        self, run: _Run, feed: _DriftFeed, det: StandardizedPageHinkley | KSWIN, start: int
+    ) -> StandardizedPageHinkley | KSWIN:
+        """:meth:`_feed_drift` over ``feed``'s column from ``start``."""
+        whole = start == 0
+        return self._feed_drift(
+            run,
+            det,
+            feed.rows if whole else feed.rows[start:],
+            feed.values if whole else feed.values[start:],
+            feed.alert_type,
+            feed.signal,
+            feed.renew,
+            *feed.renew_args,
+            column=feed.column if whole else None,
+        )
+
     def _feed_drift(
         self,
         run: _Run,
@@ -370,17 +430,19 @@ class Processor:
         if ph.enabled:
             if model.output is None or model.output_signal != signal:
                 model.output, model.output_signal = _numeric(ph, model.model_id, signal), signal
-            model.output = self._feed_drift(
+            self._watch_drift(
                 run,
-                model.output,
-                rows,
-                values,
-                "prediction_drift",
-                signal,
-                _numeric,
-                ph,
-                model.model_id,
-                signal,
+                _DriftFeed(
+                    model.output,
+                    rows,
+                    values,
+                    None,
+                    "prediction_drift",
+                    signal,
+                    _numeric,
+                    (ph, model.model_id, signal),
+                    lambda det: setattr(model, "output", det),
+                ),
             )
         ea = settings.performance.expected_accuracy
         if signal != "score" or not ea.enabled or model.task != "classification":
@@ -583,18 +645,19 @@ class Processor:
         det = model.features.get(name)
         if det is None:
             det = _numeric(dd, model.model_id, name)
-        model.features[name] = self._feed_drift(
+        self._watch_drift(
             run,
-            det,
-            rows,
-            values,
-            "data_drift",
-            f"feature:{name}",
-            _numeric,
-            dd,
-            model.model_id,
-            name,
-            column=array,
+            _DriftFeed(
+                det,
+                rows,
+                values,
+                array,
+                "data_drift",
+                f"feature:{name}",
+                _numeric,
+                (dd, model.model_id, name),
+                lambda det: model.features.__setitem__(name, det),
+            ),
         )
         if dd.psi.enabled:
             psi = model.psi.get(name)
@@ -754,16 +817,19 @@ class Processor:
         if lat.page_hinkley.enabled:
             if model.latency_ph is None:
                 model.latency_ph = _page_hinkley(lat.page_hinkley, mode="up")
-            model.latency_ph = self._feed_drift(
+            self._watch_drift(
                 run,
-                model.latency_ph,
-                rows,
-                values,
-                "performance",
-                "latency_ms",
-                _page_hinkley,
-                lat.page_hinkley,
-                "up",
+                _DriftFeed(
+                    model.latency_ph,
+                    rows,
+                    values,
+                    None,
+                    "performance",
+                    "latency_ms",
+                    _page_hinkley,
+                    (lat.page_hinkley, "up"),
+                    lambda det: setattr(model, "latency_ph", det),
+                ),
             )
 
     def _drift(
@@ -1213,6 +1279,21 @@ _Column = tuple[list[Any], "np.ndarray | None"]  # values, and numbers as an arr
 
 
 @dataclass(slots=True)
+class _DriftFeed:
+    """A column for a drift detector, with what its alerts and its renewal need."""
+
+    detector: StandardizedPageHinkley | KSWIN
+    rows: Sequence[int]  # the column's events, as positions in the run
+    values: list[float]
+    column: np.ndarray | None  # ``values`` as an array, when made already
+    alert_type: AlertType
+    signal: str
+    renew: Callable[..., StandardizedPageHinkley | KSWIN]
+    renew_args: tuple[Any, ...]
+    keep: Callable[[StandardizedPageHinkley | KSWIN], None]  # stores the detector to keep
+
+
+@dataclass(slots=True)
 class _Run:
     """Consecutive predictions of one model and version from one record."""
 
@@ -1225,6 +1306,7 @@ class _Run:
     first_index: int  # of the run's first event in its record
     base_count: int  # the model's prediction count before the run
     events: Sequence[Prediction]
+    drift_queue: list[_DriftFeed] = field(default_factory=list)  # see Processor._flush_drift
 
     def ctx(self, j: int) -> _Ctx:
         """The alert context of the run's ``j``-th event."""
