@@ -12,7 +12,7 @@ bounds the memory held for them. All state here is checkpointed with the partiti
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -62,6 +62,19 @@ class PredictionHalf(Protocol):
     def prediction_id(self) -> str: ...
     @property
     def prediction(self) -> Value: ...
+    @property
+    def timestamp_ms(self) -> int: ...
+
+
+class LabelHalf(Protocol):
+    """What the join takes of a label (a streams.events.Label is one)."""
+
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def prediction_id(self) -> str: ...
+    @property
+    def label(self) -> Value: ...
     @property
     def timestamp_ms(self) -> int: ...
 
@@ -167,10 +180,33 @@ class LabelJoin:
                 lab.model_id, lab.prediction_id, lab.label, lab.timestamp_ms, lab.offset, lab.index
             )
 
-    def joins_now(self, timestamp_ms: int) -> bool:
-        """Whether a label read now would be released at once: nothing buffered before it, and
-        the prediction stream has passed its event time. Then :meth:`join_label` takes it."""
-        return not self.buffer and timestamp_ms <= self.prediction_time
+    def take_labels(
+        self, labels: Sequence[LabelHalf], offset: int
+    ) -> list[Outcome | Expired | None]:
+        """A record's labels, in order: while nothing is buffered and the prediction stream has
+        passed a label's event time, it is released at once (:meth:`join_label`, its result
+        returned); from the first one that has to wait, they are buffered (:meth:`add_label`)."""
+        joined: list[Outcome | Expired | None] = []
+        time, join = self.prediction_time, self.join_label
+        for index, lab in enumerate(labels):
+            if self.buffer or lab.timestamp_ms > time:
+                for later in range(index, len(labels)):
+                    lab = labels[later]
+                    self.add_label(
+                        BufferedLabel(
+                            lab.model_id,
+                            lab.prediction_id,
+                            lab.label,
+                            lab.timestamp_ms,
+                            offset,
+                            later,
+                        )
+                    )
+                break
+            joined.append(
+                join(lab.model_id, lab.prediction_id, lab.label, lab.timestamp_ms, offset, index)
+            )
+        return joined
 
     def join_label(
         self,
@@ -181,8 +217,8 @@ class LabelJoin:
         offset: int,
         index: int,
     ) -> Outcome | Expired | None:
-        """Take a label that :meth:`joins_now`, as buffering and releasing it would: its
-        outcome, its prediction expired, or None (parked for a late prediction)."""
+        """Take a label that would be released at once, as buffering and releasing it would:
+        its outcome, its prediction expired, or None (parked for a late prediction)."""
         if timestamp_ms > self.label_time:  # as add_label would have (release repeats it)
             self.label_time = timestamp_ms
         key = (model_id, prediction_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
@@ -40,7 +40,7 @@ from streams.config import (
 )
 from streams.deadletter import dead_letter_record, reason_category
 from streams.events import Label, Prediction, decode_labels, decode_predictions
-from streams.join import BufferedLabel, Expired, LabelJoin, Outcome
+from streams.join import Expired, LabelJoin, Outcome
 from streams.model_state import ModelState, Task
 from streams.retrain import RetrainDecision, RetrainPolicy, RetrainRequest
 from streams.review import ReviewDecision, ReviewRequest, ReviewSampler
@@ -872,33 +872,16 @@ class Processor:
     def _on_labels(
         self, part: PartitionState, labels: list[Label], offset: int, out: BatchResult
     ) -> None:
-        """Buffer a record's labels (an envelope holds one model's) and release what is due."""
-        self._on_joins(part, self._join_labels(part, labels, offset), out)
+        """Join or buffer a record's labels (all of one model: decoding sees to that) and
+        release what is due."""
+        if not labels:
+            return
+        self._model(part, labels[0].model_id).counters["labels"] += len(labels)
+        self._on_joins(part, part.join.take_labels(labels, offset), out)
         # prediction stream time stands still over a record's labels: releasing those buffered
         # once at its end releases the same outcomes in the same order as after each label
         if part.join.releasable():
             self._release(part, False, out)
-
-    def _join_labels(
-        self, part: PartitionState, labels: list[Label], offset: int
-    ) -> Iterator[Outcome | Expired | None]:
-        """Join the labels that would be released at once; buffer the others."""
-        join = part.join
-        model: ModelState | None = None
-        for index, ev in enumerate(labels):
-            if model is None or model.model_id != ev.model_id:
-                model = self._model(part, ev.model_id)
-            model.counters["labels"] += 1
-            if join.joins_now(ev.timestamp_ms):
-                yield join.join_label(
-                    ev.model_id, ev.prediction_id, ev.label, ev.timestamp_ms, offset, index
-                )
-            else:
-                join.add_label(
-                    BufferedLabel(
-                        ev.model_id, ev.prediction_id, ev.label, ev.timestamp_ms, offset, index
-                    )
-                )
 
     def _release(self, part: PartitionState, caught_up: bool, out: BatchResult) -> None:
         self._on_joins(part, part.join.release(caught_up), out)
