@@ -264,20 +264,31 @@ class Processor:
                 self._release(part, False, out)
 
     # -- prediction-side signals, one column per signal -------------------------------------
-    def _watch_drift(self, run: _Run, feed: _DriftFeed) -> None:
-        """Feed a column to its drift detector now, or queue it for :meth:`_flush_drift`: a
-        Page-Hinkley detector with its reference, over every event of a long run."""
-        det = feed.detector
-        n = len(feed.values)
+    def _watch_drift(
+        self,
+        run: _Run,
+        det: StandardizedPageHinkley | KSWIN,
+        rows: Sequence[int],
+        values: list[float],
+        column: np.ndarray | None,
+        alert: tuple[AlertType, str],
+        renew: tuple[Callable[..., StandardizedPageHinkley | KSWIN], tuple[Any, ...]],
+        keep: Callable[[StandardizedPageHinkley | KSWIN], None],
+    ) -> None:
+        """Feed a column to its drift detector now (see :meth:`_feed_drift`), or queue it for
+        :meth:`_flush_drift`: a Page-Hinkley detector with its reference, over every event of
+        a long run. ``alert`` is (type, signal), ``renew`` (factory, its arguments) and
+        ``keep`` stores the detector to keep."""
+        n = len(values)
         if (
             isinstance(det, StandardizedPageHinkley)
             and det.columns_ready
             and n == len(run.events)
             and n >= self.bulk_min_values
         ):
-            run.drift_queue.append(feed)
+            run.drift_queue.append(_DriftFeed(det, rows, values, column, *alert, *renew, keep))
             return
-        feed.keep(self._feed(run, feed, det, 0))
+        keep(self._feed_drift(run, det, rows, values, *alert, renew[0], *renew[1], column=column))
 
     def _flush_drift(self, run: _Run) -> None:
         """The queued columns through their detectors at once (update_columns); a detector that
@@ -432,17 +443,13 @@ class Processor:
                 model.output, model.output_signal = _numeric(ph, model.model_id, signal), signal
             self._watch_drift(
                 run,
-                _DriftFeed(
-                    model.output,
-                    rows,
-                    values,
-                    None,
-                    "prediction_drift",
-                    signal,
-                    _numeric,
-                    (ph, model.model_id, signal),
-                    lambda det: setattr(model, "output", det),
-                ),
+                model.output,
+                rows,
+                values,
+                None,
+                ("prediction_drift", signal),
+                (_numeric, (ph, model.model_id, signal)),
+                lambda det: setattr(model, "output", det),
             )
         ea = settings.performance.expected_accuracy
         if signal != "score" or not ea.enabled or model.task != "classification":
@@ -647,17 +654,13 @@ class Processor:
             det = _numeric(dd, model.model_id, name)
         self._watch_drift(
             run,
-            _DriftFeed(
-                det,
-                rows,
-                values,
-                array,
-                "data_drift",
-                f"feature:{name}",
-                _numeric,
-                (dd, model.model_id, name),
-                lambda det: model.features.__setitem__(name, det),
-            ),
+            det,
+            rows,
+            values,
+            array,
+            ("data_drift", f"feature:{name}"),
+            (_numeric, (dd, model.model_id, name)),
+            lambda det: model.features.__setitem__(name, det),
         )
         if dd.psi.enabled:
             psi = model.psi.get(name)
@@ -819,17 +822,13 @@ class Processor:
                 model.latency_ph = _page_hinkley(lat.page_hinkley, mode="up")
             self._watch_drift(
                 run,
-                _DriftFeed(
-                    model.latency_ph,
-                    rows,
-                    values,
-                    None,
-                    "performance",
-                    "latency_ms",
-                    _page_hinkley,
-                    (lat.page_hinkley, "up"),
-                    lambda det: setattr(model, "latency_ph", det),
-                ),
+                model.latency_ph,
+                rows,
+                values,
+                None,
+                ("performance", "latency_ms"),
+                (_page_hinkley, (lat.page_hinkley, "up")),
+                lambda det: setattr(model, "latency_ph", det),
             )
 
     def _drift(
