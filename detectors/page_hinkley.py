@@ -624,9 +624,7 @@ def update_columns(
     up, down = sums[:k, 1:], sums[k:, 1:]
     thresholds = np.array([d.threshold for d in detectors])[:, None]
     alarm = (up - up_min > thresholds) & np.array([d.mode != "down" for d in detectors])[:, None]
-    alarm |= (down_max - down > thresholds) & np.array([d.mode != "up" for d in detectors])[
-        :, None
-    ]
+    alarm |= (down_max - down > thresholds) & np.array([d.mode != "up" for d in detectors])[:, None]
     fired = alarm.any(axis=1).tolist()
     firsts = alarm.argmax(axis=1).tolist()
     out: list[int | None] = []

@@ -168,11 +168,34 @@ class DataQualityRates:
 
         """
         add = self._add
-        for i in range(start, len(rows)):
-            add(_checked(rows[i]))
+        n = len(rows)
+        i = start
+        while i < n:
+            row = _checked(rows[i])
+            if not self._breached and self._steady(row):
+                # a full window of this very row: more of it changes only the cumulative sums
+                end = i + 1
+                while end < n and rows[end] == row:
+                    end += 1
+                self._repeat(row, end - i)
+                i = end
+                continue
+            add(row)
             if self._breached:
                 return i
-        return len(rows)
+            i += 1
+        return n
+
+    def _steady(self, row: Row) -> bool:
+        """Whether the window is full of `row` alone (then adding it changes no rate)."""
+        return self._window_n == self.window and len(self._rows) == 1 and self._rows[0] == row
+
+    def _repeat(self, row: Row, times: int) -> None:
+        """Add `row` `times` times to a window that is full of it (see `_steady`)."""
+        cum = self._cumulative
+        for i, count in enumerate(row):
+            cum[i] += count * times
+        self.n += times
 
     def _add(self, row: Row) -> None:
         t, m, nf, wt, uc = row

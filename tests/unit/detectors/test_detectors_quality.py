@@ -305,3 +305,21 @@ def test_update_until_breached_checks_each_row() -> None:
     with pytest.raises(ValueError, match="total_fields"):
         q.update_until_breached([(2, 0, 0, 0, 0), (2, 3, 0, 0, 0)])
     assert q.n == 1
+
+
+@pytest.mark.parametrize("missing", [0, 2])  # a steady window under, and over, the threshold
+def test_update_until_breached_through_long_runs_of_one_row(missing: int) -> None:
+    rows = [(4, missing, 0, 0, 0)] * 700 + [(4, 0, 0, 1, 0)] * 3 + [(4, missing, 0, 0, 0)] * 400
+    one, bulk = DataQualityRates(window=100), DataQualityRates(window=100)
+    stops_one = []
+    for i, (t, m, nf, wt, uc) in enumerate(rows):
+        one.update(total_fields=t, missing=m, non_finite=nf, wrong_type=wt, unseen_category=uc)
+        if one.breached:
+            stops_one.append(i)
+    stops_bulk, start = [], 0
+    while (i := bulk.update_until_breached(rows, start)) < len(rows):
+        stops_bulk.append(i)
+        start = i + 1
+    assert stops_bulk == stops_one
+    assert bulk.to_state() == one.to_state() and bulk.stats() == one.stats()
+    assert bool(stops_one) == bool(missing)
