@@ -78,6 +78,15 @@ _MAPS: dict[str, tuple[type[Any], ...]] = {
 }
 
 
+Side = Literal["predictions", "outcomes"]
+# the detectors each side of the stream updates: a record touches one side's detectors only
+_SIDES: dict[Side, tuple[str, ...]] = {
+    "predictions": ("expected", "output", "latency", "latency_ph", "quality", "features", "psi"),
+    "outcomes": ("error", "performance", "classification", "rmse", "baseline"),
+}
+assert sorted(_SIDES["predictions"] + _SIDES["outcomes"]) == sorted([*_SINGLE, *_MAPS])
+
+
 @dataclass(slots=True)
 class ModelState:
     """Everything driftline remembers about one model on one partition."""
@@ -111,12 +120,25 @@ class ModelState:
     # review sampling: the event-time window being filled (-1: none yet) and requests taken in it
     review_window: int = -1
     review_taken: int = 0
+    # encode() keeps each side's encoded detectors until that side is touched again
+    encoded: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    stale: set[Side] = field(
+        default_factory=lambda: {"predictions", "outcomes"}, repr=False, compare=False
+    )
+
+    def touched(self, side: Side) -> None:
+        """Say that ``side``'s detectors may change (or be replaced) before the next encode.
+
+        Whatever updates detectors calls this first; encode() re-encodes only touched sides.
+        """
+        self.stale.add(side)
 
     def ensure_task(self, task: Task, settings: Detection) -> None:
         """Fix the task on the first prediction and build the outcome detectors for it."""
         if self.task is not None:
             return
         self.task = task
+        self.stale.update(_SIDES)
         cd = settings.concept_drift
         if cd.enabled and task == "classification":
             if cd.detector == "adwin":
@@ -151,14 +173,17 @@ class ModelState:
 
     def encode(self) -> bytes:
         """Versioned bytes of this state."""
-        single = {}
-        for name in _SINGLE:
-            det = getattr(self, name)
-            if det is not None:
-                single[name] = encode(det)
-        maps = {
-            name: {key: encode(det) for key, det in getattr(self, name).items()} for name in _MAPS
-        }
+        encoded = self.encoded
+        for side in self.stale:
+            for name in _SIDES[side]:
+                if name in _MAPS:
+                    encoded[name] = {key: encode(det) for key, det in getattr(self, name).items()}
+                else:
+                    det = getattr(self, name)
+                    encoded[name] = None if det is None else encode(det)
+        self.stale.clear()
+        single = {name: encoded[name] for name in _SINGLE if encoded[name] is not None}
+        maps = {name: encoded[name] for name in _MAPS}
         body = {
             "id": self.model_id,
             "task": self.task,

@@ -228,6 +228,7 @@ class Processor:
         head = evs[0]
         settings = self.settings_for(head.model_id)
         model = self._model(part, head.model_id)
+        model.touched("predictions")
         model.ensure_task(self._task_of(head, settings), settings)
         if head.model_version is not None:
             model.model_version = head.model_version
@@ -926,6 +927,7 @@ class Processor:
         """
         head = outs[0]
         model = self._model(part, head.model_id)
+        model.touched("outcomes")
         error = model.error
         if (
             len(outs) < self.bulk_min_values
@@ -1000,6 +1002,7 @@ class Processor:
     def _on_outcome(self, part: PartitionState, o: Outcome, out: BatchResult) -> None:
         settings = self.settings_for(o.model_id)
         model = self._model(part, o.model_id)
+        model.touched("outcomes")
         if model.task is None:  # cannot happen: the prediction created the task
             return
         if model.task == "regression":

@@ -3,6 +3,7 @@ value by value, for every prediction-side and outcome-side signal, drifts and ch
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -115,6 +116,10 @@ def _run(
         result = processor.apply(part, records[start : start + 7])
         alerts += [a.to_dict(0) for a in result.alerts]
         counts += result.counts
+        for model in part.models.values():
+            # encode() re-encodes only the sides touched since the last one: the same bytes
+            fresh = dataclasses.replace(model, encoded={}, stale={"predictions", "outcomes"})
+            assert model.encode() == fresh.encode()
     result = processor.apply(part, [], predictions_caught_up=True, labels_caught_up=True)
     alerts += [a.to_dict(0) for a in result.alerts]
     counts += result.counts
