@@ -98,10 +98,15 @@ def _is_number(value: object) -> bool:
 class Processor:
     """Applies decoded events to partition state and decides alerts."""
 
-    def __init__(self, config: Config, bulk_min_values: int = 64) -> None:
+    def __init__(
+        self, config: Config, bulk_min_values: int = 16, numpy_min_values: int = 64
+    ) -> None:
         self.config = config
-        # Shorter columns are fed to detectors value by value: a numpy call costs more.
+        # Runs shorter than bulk_min_values go event by event; in longer ones, a column fed
+        # to one detector alone (Page-Hinkley, PSI) still goes value by value under
+        # numpy_min_values, as a numpy call on it costs more than the loop.
         self.bulk_min_values = bulk_min_values
+        self.numpy_min_values = numpy_min_values
         self.topics = config.kafka.topics
         self._settings: dict[str, Detection] = {}
         self._retrain = RetrainPolicy()
@@ -354,7 +359,7 @@ class Processor:
         """
         start, n = 0, len(values)
         while start < n:
-            if n - start >= self.bulk_min_values and isinstance(det, StandardizedPageHinkley):
+            if n - start >= self.numpy_min_values and isinstance(det, StandardizedPageHinkley):
                 if column is None:
                     column = np.array(values)
                 hits = det.update_many(column[start:], stop_at_drift=True)
@@ -390,7 +395,7 @@ class Processor:
         or categories as they are); otherwise numbers are made an array here.
         """
         n = len(values)
-        if n < self.bulk_min_values:
+        if n < self.numpy_min_values:
             for k in range(n):
                 psi.update(values[k])
                 if psi.just_checked:
@@ -637,7 +642,7 @@ class Processor:
                     run, j, max(len(kinds), len(features)), missing, wrong_type, unseen
                 )
         for name, (rows, values) in columns.items():
-            array = np.array(values) if len(values) >= self.bulk_min_values else None
+            array = np.array(values) if len(values) >= self.numpy_min_values else None
             self._numeric_feature(run, name, rows, values, array)
 
     def _numeric_feature(

@@ -135,6 +135,7 @@ def _run(
         (100, 1, False),
         (100, 64, True),
         (37, 1, True),
+        (24, 16, True),
     ],
 )
 def test_columns_match_value_by_value(
@@ -150,12 +151,13 @@ def test_columns_match_value_by_value(
         feature_columns(self, *args)
 
     monkeypatch.setattr(Processor, "_feature_columns", counted)
-    bulk = Processor(CONFIG, bulk_min_values=bulk_min_values)
+    bulk = Processor(CONFIG, bulk_min_values=bulk_min_values, numpy_min_values=bulk_min_values)
     bulk_part, bulk_alerts, bulk_counts = _run(bulk, records)
     # clean runs go feature by feature once the features and categories are known
     assert (by_feature > len(records) // 4) == clean
     by_feature = 0
-    one_part, one_alerts, one_counts = _run(Processor(CONFIG, bulk_min_values=10**9), records)
+    one = Processor(CONFIG, bulk_min_values=10**9, numpy_min_values=10**9)
+    one_part, one_alerts, one_counts = _run(one, records)
     assert by_feature == 0
 
     assert bulk_alerts == one_alerts
