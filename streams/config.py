@@ -73,7 +73,7 @@ class WorkerSettings(_Section):
     """
 
     checkpoint_every_records: int = Field(default=1000, ge=1, le=1_000_000)
-    checkpoint_every_ms: int = Field(default=250, ge=1, le=600_000)
+    checkpoint_every_ms: int = Field(default=150, ge=1, le=600_000)
     web_port: int = Field(default=6066, ge=0, le=65535)
     web_host: str = "0.0.0.0"
 
