@@ -126,6 +126,11 @@ class ModelState:
         default_factory=lambda: {"predictions", "outcomes"}, repr=False, compare=False
     )
 
+    def forget_encoded(self) -> None:
+        """Drop the kept encoded detectors (memory); the next encode() encodes everything."""
+        self.encoded.clear()
+        self.stale.update(_SIDES)
+
     def touched(self, side: Side) -> None:
         """Say that ``side``'s detectors may change (or be replaced) before the next encode.
 

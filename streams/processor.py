@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
@@ -74,6 +74,9 @@ class PartitionState:
     offsets: dict[str, int] = field(default_factory=lambda: {"predictions": -1, "labels": -1})
     models: dict[str, ModelState] = field(default_factory=dict)
     dirty_models: set[str] = field(default_factory=set)
+    # models whose encoded detectors are kept between checkpoints (ModelState.encoded), least
+    # recently encoded first; take_checkpoint keeps at most ENCODED_MODELS of them
+    encoded_models: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
 
 @dataclass(slots=True)

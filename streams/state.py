@@ -50,9 +50,23 @@ class Checkpoint:
     pending_del: list[bytes]
 
 
+ENCODED_MODELS = 256
+"""Models per partition that keep their encoded detectors between checkpoints (~10 KB each at
+steady state): the busiest ones, so a checkpoint re-encodes only the side a batch touched,
+without holding a copy of every model's state when a worker has thousands."""
+
+
 def take_checkpoint(part: PartitionState) -> Checkpoint:
     """Encode what changed since the last checkpoint and clear the dirty marks."""
     models = {mid: part.models[mid].encode() for mid in sorted(part.dirty_models)}
+    kept = part.encoded_models
+    for mid in models:
+        kept[mid] = None
+        kept.move_to_end(mid)
+    while len(kept) > ENCODED_MODELS:
+        mid, _ = kept.popitem(last=False)
+        if mid in part.models:
+            part.models[mid].forget_encoded()
     part.dirty_models.clear()
     upserts, deletes = part.join.take_dirty()
     pack = msgpack.Packer(use_bin_type=True).pack  # one packer for all the halves
