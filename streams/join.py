@@ -176,7 +176,7 @@ class LabelJoin:
             at = (lab.offset, lab.index)
             if self.buffer_added.pop(at, None) is None:
                 self.buffer_released.append(at)
-            yield self.join_label(
+            yield self._join_label(
                 lab.model_id, lab.prediction_id, lab.label, lab.timestamp_ms, lab.offset, lab.index
             )
 
@@ -184,10 +184,10 @@ class LabelJoin:
         self, labels: Sequence[LabelHalf], offset: int
     ) -> list[Outcome | Expired | None]:
         """A record's labels, in order: while nothing is buffered and the prediction stream has
-        passed a label's event time, it is released at once (:meth:`join_label`, its result
+        passed a label's event time, it is released at once (:meth:`_join_label`, its result
         returned); from the first one that has to wait, they are buffered (:meth:`add_label`)."""
         joined: list[Outcome | Expired | None] = []
-        time, join = self.prediction_time, self.join_label
+        time, join = self.prediction_time, self._join_label
         for index, lab in enumerate(labels):
             if self.buffer or lab.timestamp_ms > time:
                 for later in range(index, len(labels)):
@@ -208,7 +208,7 @@ class LabelJoin:
             )
         return joined
 
-    def join_label(
+    def _join_label(
         self,
         model_id: str,
         prediction_id: str,

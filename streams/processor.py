@@ -302,10 +302,10 @@ class Processor:
     def _flush_drift(self, run: _Run) -> None:
         """The queued columns through their detectors at once (update_columns); a detector that
         fires alerts, is renewed, and takes the rest of its column on its own."""
-        queue = run.drift_queue
+        queue, run.drift_queue = run.drift_queue, []
         if not queue:
             return
-        if len(queue) == 1:
+        if len(queue) == 1:  # one column: its own path (value by value under numpy_min_values)
             feed = queue[0]
             feed.keep(self._feed(run, feed, feed.detector, 0))
             return
@@ -323,7 +323,6 @@ class Processor:
                 )
                 det = self._feed(run, feed, feed.renew(*feed.renew_args), first + 1)
             feed.keep(det)
-        queue.clear()
 
     def _feed(
         self, run: _Run, feed: _DriftFeed, det: StandardizedPageHinkley | KSWIN, start: int
