@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
-from itertools import islice
 from typing import Any
 
+from detectors._ring import pushed_out
 from detectors._values import Category, raw_field
 from detectors._values import check_category as _check_label
 from detectors.codec import register
@@ -235,13 +235,9 @@ class ClassificationMetrics:
                 t, p = self._class(yt), self._class(yp)
             codes.append((t * size + p) * 2 + int(yt == yp))
         buf = self._buffer
-        leaving = len(buf) + len(codes) - self.window_size  # oldest pushed out, old ones first
-        if leaving > 0:
-            gone = Counter(islice(buf, 0, leaving))
-            gone.update(codes[: max(0, leaving - len(buf))])
-            for code, k in gone.items():
-                old, exact = divmod(code, 2)
-                self._window.add(*divmod(old, size), exact, -k)
+        for code, k in Counter(pushed_out(buf, codes, self.window_size)).items():
+            old, exact = divmod(code, 2)
+            self._window.add(*divmod(old, size), exact, -k)
         buf.extend(codes)
         for code, k in Counter(codes).items():
             outcome, exact = divmod(code, 2)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from detectors._ring import pushed_out
 from detectors.base import check_finite
 from detectors.codec import register
 from detectors.state import State, StateDecodeError, StateReader
@@ -92,18 +93,13 @@ class WindowedAccuracy:
         for c, given in zip(cs, corrects, strict=True):
             if c != given or c not in (0, 1):
                 raise ValueError(f"correct must be a bool or 0/1, got {given!r}")
-        buf, n = self._buffer, len(cs)
-        leaving = len(buf) + n - self.window  # oldest outcomes pushed out, old ones first
-        left = 0
-        if leaving > 0:
-            left = sum(islice(buf, 0, leaving))
-            if leaving > len(buf):
-                left += sum(cs[: leaving - len(buf)])
+        buf = self._buffer
+        left = sum(pushed_out(buf, cs, self.window))
         added = sum(cs)
         buf.extend(cs)
         self._window_correct += added - left
         self._correct += added
-        self.n += n
+        self.n += len(cs)
 
     def values_after(self, corrects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Windowed accuracy and window size after each of `corrects` (0/1), were they added
