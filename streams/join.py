@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
+
+from streams.events import Label, Prediction
 
 Value = float | str | bool
 Key = tuple[str, str]
@@ -53,30 +55,6 @@ class Expired:
     model_id: str
     prediction_id: str
     kind: Literal["prediction", "label"]
-
-
-class PredictionHalf(Protocol):
-    """What the join keeps of a prediction (a streams.events.Prediction is one)."""
-
-    @property
-    def prediction_id(self) -> str: ...
-    @property
-    def prediction(self) -> Value: ...
-    @property
-    def timestamp_ms(self) -> int: ...
-
-
-class LabelHalf(Protocol):
-    """What the join takes of a label (a streams.events.Label is one)."""
-
-    @property
-    def model_id(self) -> str: ...
-    @property
-    def prediction_id(self) -> str: ...
-    @property
-    def label(self) -> Value: ...
-    @property
-    def timestamp_ms(self) -> int: ...
 
 
 class LabelJoin:
@@ -141,7 +119,7 @@ class LabelJoin:
         buffered labels go (none is buffered); then :meth:`add_unjoined` takes them."""
         return not self.labels and not self.buffer
 
-    def add_unjoined(self, model_id: str, predictions: Iterable[PredictionHalf]) -> None:
+    def add_unjoined(self, model_id: str, predictions: Iterable[Prediction]) -> None:
         """Record predictions of one model, as :meth:`add_prediction` would, while
         :meth:`nothing_to_join`."""
         halves = self.predictions
@@ -180,31 +158,28 @@ class LabelJoin:
                 lab.model_id, lab.prediction_id, lab.label, lab.timestamp_ms, lab.offset, lab.index
             )
 
-    def take_labels(
-        self, labels: Sequence[LabelHalf], offset: int
-    ) -> list[Outcome | Expired | None]:
+    def take_labels(self, labels: Sequence[Label], offset: int) -> list[Outcome | Expired | None]:
         """A record's labels, in order: while nothing is buffered and the prediction stream has
         passed a label's event time, it is released at once (:meth:`_join_label`, its result
         returned); from the first one that has to wait, they are buffered (:meth:`add_label`)."""
         joined: list[Outcome | Expired | None] = []
-        time, join = self.prediction_time, self._join_label
-        for index, lab in enumerate(labels):
-            if self.buffer or lab.timestamp_ms > time:
-                for later in range(index, len(labels)):
-                    lab = labels[later]
-                    self.add_label(
-                        BufferedLabel(
-                            lab.model_id,
-                            lab.prediction_id,
-                            lab.label,
-                            lab.timestamp_ms,
-                            offset,
-                            later,
-                        )
+        first, n = 0, len(labels)  # first: the first label to buffer
+        if not self.buffer:  # joining labels buffers none, so this holds for the whole record
+            time = self.prediction_time
+            while first < n and labels[first].timestamp_ms <= time:
+                lab = labels[first]
+                joined.append(
+                    self._join_label(
+                        lab.model_id, lab.prediction_id, lab.label, lab.timestamp_ms, offset, first
                     )
-                break
-            joined.append(
-                join(lab.model_id, lab.prediction_id, lab.label, lab.timestamp_ms, offset, index)
+                )
+                first += 1
+        for index in range(first, n):
+            lab = labels[index]
+            self.add_label(
+                BufferedLabel(
+                    lab.model_id, lab.prediction_id, lab.label, lab.timestamp_ms, offset, index
+                )
             )
         return joined
 
