@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
@@ -20,6 +20,7 @@ import numpy as np
 from detectors import (
     ADWIN,
     KSWIN,
+    BaselineDrop,
     CategoricalPSI,
     DataQualityRates,
     ExpectedAccuracy,
@@ -797,14 +798,10 @@ class Processor:
             )
         quantile = model.latency
         paging = lat.threshold_ms is not None  # without a threshold the flag is never set
-        start, n = 0, len(values)
-        while start < n:
-            k = quantile.update_until(
-                values, paging and "latency_ms|threshold" in model.levels, start
-            )
-            if k == n:
-                break
-            start = k + 1
+        levels = model.levels
+        for k in _flag_changes(
+            quantile, values, lambda: paging and "latency_ms|threshold" in levels
+        ):
             level = 1 if quantile.drift_detected else 0
             if not self._level_due(model, "latency_ms", "threshold", level):
                 continue
@@ -966,14 +963,10 @@ class Processor:
         if isinstance(model.performance, WindowedAccuracy):
             self._accuracy_column(run, model.performance, correct)
         if model.baseline is not None:
-            base, values = model.baseline, [float(c) for c in correct]
-            start = 0
-            while start < len(values):
-                j = base.update_until(values, "accuracy|baseline" in model.levels, start)
-                if j == len(values):
-                    break
+            values = [float(c) for c in correct]
+            levels = model.levels
+            for j in _flag_changes(model.baseline, values, lambda: "accuracy|baseline" in levels):
                 self._baseline_level(run.ctx(j))
-                start = j + 1
 
     def _accuracy_column(self, run: _Outcomes, perf: WindowedAccuracy, correct: list[int]) -> None:
         """Windowed accuracy over a run, stopping where its threshold level could change."""
@@ -1260,6 +1253,21 @@ class Processor:
             if decision is not RetrainDecision.NOT_A_TRIGGER:
                 ctx.out.counts[decision.value] += 1
         return True
+
+
+def _flag_changes(
+    det: BaselineDrop | LatencyQuantile, values: Sequence[float], paged: Callable[[], bool]
+) -> Iterator[int]:
+    """Feed ``values`` to a level-style detector, yielding each position where its flag
+    differs from ``paged()`` (whether its level is paged now); the caller decides the level
+    there before the detector takes the next value."""
+    start, n = 0, len(values)
+    while start < n:
+        k = det.update_until(values, paged(), start)
+        if k == n:
+            return
+        yield k
+        start = k + 1
 
 
 _NUMBERS = frozenset({int, float})
