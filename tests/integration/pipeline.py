@@ -82,12 +82,12 @@ class Pipeline:
             partitions=1,
         )
 
-    def start_worker(self) -> WorkerProcess:
-        """Start one more worker and wait until it serves."""
+    def start_worker(self, redis_url: str | None = None) -> WorkerProcess:
+        """Start one more worker (on ``redis_url``, else the stack's Redis) and wait for it."""
         w = WorkerProcess(
             self.log_dir / f"worker{len(self.workers)}.log",
             self.stack.bootstrap_servers,
-            self.stack.redis_url,
+            redis_url or self.stack.redis_url,
             self.config_path,
         )
         w.start()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import random
 import signal
@@ -24,7 +25,7 @@ import textwrap
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ import redis
 
 from streams.embedded import EmbeddedStack
 from streams.join import parse_buffer_field
-from streams.state import partition_keys
+from streams.state import _CHECKPOINT_LUA, partition_keys
 from streams.status import read_partitions
 from tests.integration.pipeline import (
     BackgroundProducer,
@@ -49,6 +50,7 @@ from tests.integration.pipeline import (
     wait_for_applied,
     write_config,
 )
+from tests.integration.tcp_gate import TcpGate
 
 T0 = 1_700_000_000_000
 MODELS = 20
@@ -155,9 +157,13 @@ def run_pipeline(
     name: str,
     workers: int = 2,
     chaos: Callable[[Pipeline], None] | None = None,
+    redis_urls: Sequence[str] = (),
     **sections: Any,
 ) -> Outcome:
-    """Stream the dataset through fresh topics with ``workers`` workers while ``chaos`` runs."""
+    """Stream the dataset through fresh topics with ``workers`` workers while ``chaos`` runs.
+
+    Worker ``i`` reaches Redis at ``redis_urls[i]`` if given (a gate), else the stack's.
+    """
     data = dataset()
     prefix = f"{name}{uuid.uuid4().hex[:8]}"
     p = Pipeline(
@@ -166,8 +172,8 @@ def run_pipeline(
     started = time.monotonic()
     try:
         p.create_topics()
-        for _ in range(workers):
-            p.start_worker()
+        for i in range(workers):
+            p.start_worker(redis_urls[i] if i < len(redis_urls) else None)
         producer = BackgroundProducer(stack.bootstrap_servers, p.topics, data.windows)
         producer.start()
         if chaos is not None:
@@ -315,11 +321,18 @@ def test_paused_worker_is_fenced_off_and_rejoins(
 ) -> None:
     rnd = chaos_random("zombie")
     notes: dict[str, Any] = {}
+    gates = [TcpGate.for_url(stack.redis_url) for _ in range(2)]
+    checkpoint_sha = hashlib.sha1(_CHECKPOINT_LUA.encode()).hexdigest().encode()
 
     def chaos(p: Pipeline) -> None:
         wait_for_applied(p, int(rnd.uniform(0.15, 0.35) * TOTAL))
-        zombie, other = rnd.sample(p.workers, 2)
+        z = rnd.randrange(2)
+        zombie, other, gate = p.workers[z], p.workers[1 - z], gates[z]
         zombie_url = zombie.web_url()
+        # pause it with a checkpoint in flight: sent, not yet seen by Redis (a GC or VM pause
+        # at the worst moment). Left to chance, the pause mostly lands between batches.
+        gate.hold()
+        wait_for(lambda: checkpoint_sha in gate.held(), "a checkpoint of the zombie in flight")
         zombie.signal(signal.SIGSTOP)
         notes["paused_at"] = applied_records(p)
         # the session times out; the other worker is assigned everything and bumps the epochs
@@ -328,12 +341,13 @@ def test_paused_worker_is_fenced_off_and_rejoins(
             "the paused worker's partitions to be reassigned",
         )
         notes["reassigned_at"] = applied_records(p)
+        gate.release()  # the stale checkpoint reaches Redis now
         zombie.signal(signal.SIGCONT)
-        # its in-flight batch is refused by the epoch fence ...
+        # ... and is refused by the epoch fence
         zombie.wait_for_log(r"checkpoint refused, epoch \d+ is stale", 30)
         failures = metric_values(zombie_url, "driftline_checkpoint_failures_total")
         assert failures.get('{reason="stale_epoch"}', 0) >= 1, failures
-        # ... and it rejoins the group and gets partitions back
+        # it rejoins the group and gets partitions back
         wait_for(
             lambda: worker_id(zombie.pid) in owners(p).values(),
             "the former zombie to own a partition again",
@@ -341,7 +355,13 @@ def test_paused_worker_is_fenced_off_and_rejoins(
         notes["rejoined_at"] = applied_records(p)
         assert zombie.running
 
-    outcome = run_pipeline(stack, tmp_path, "zombie", chaos=chaos)
+    try:
+        outcome = run_pipeline(
+            stack, tmp_path, "zombie", chaos=chaos, redis_urls=[g.url for g in gates]
+        )
+    finally:
+        for g in gates:
+            g.close()
     print(f"zombie run: {outcome.seconds:.1f} s, {notes}")
     assert notes["rejoined_at"] < TOTAL, f"the zombie must rejoin mid-stream: {notes}"
     assert_same(outcome, reference, f"{notes}:")
