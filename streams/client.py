@@ -54,6 +54,7 @@ ErrorCallback = Callable[[BaseException, list[Event]], None]
 """``on_error(exc, events)``: the exception, and the events of the envelope not delivered."""
 
 _MAX_REPORTED: Final = 5
+_MIN_WAIT_S: Final = 0.001  # the linger thread never spins
 
 
 @dataclass(slots=True)
@@ -137,8 +138,19 @@ class EnvelopeBuffer:
     def due(self) -> list[Envelope]:
         """Remove and return the envelopes whose first event is at least ``linger_ms`` old."""
         limit = self._clock() - self.linger_ms / 1000.0
-        keys = [key for key, pending in self._pending.items() if pending.started <= limit]
+        keys: list[tuple[str, str]] = []
+        # insertion order is the order of first events: stop at the first that is not due
+        for key, pending in self._pending.items():
+            if pending.started > limit:
+                break
+            keys.append(key)
         return [self._pop(key) for key in keys]
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the oldest envelope is due (<= 0: now); ``None`` if nothing is buffered."""
+        for pending in self._pending.values():
+            return pending.started + self.linger_ms / 1000.0 - self._clock()
+        return None
 
     def drain(self) -> list[Envelope]:
         """Remove and return every buffered envelope."""
@@ -245,7 +257,8 @@ class Monitor:
             producer = KafkaProducer(**options)
         self._producer: Producer = producer
         self._stop = threading.Event()
-        self._interval = max(linger_ms, 2) / 2000.0
+        # with nothing buffered, a new envelope is due one linger after its first event
+        self._idle_wait = linger_ms / 1000.0 if linger_ms > 0 else 1.0
         self._thread = threading.Thread(target=self._run, name="driftline-monitor", daemon=True)
         self._thread.start()
 
@@ -348,11 +361,16 @@ class Monitor:
             self._send(self._buffer.add(topic, model_id, obj, encoded))
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        """Send each envelope when its linger is up (not up to a polling interval later)."""
+        wait = self._idle_wait
+        while not self._stop.wait(wait):
             with self._lock:
                 if self._closed:
                     return
                 self._send(self._buffer.due())
+                next_due = self._buffer.next_due_in()
+            wait = self._idle_wait if next_due is None else min(self._idle_wait, next_due)
+            wait = max(wait, _MIN_WAIT_S)
 
     def _send(self, envelopes: list[Envelope]) -> None:
         for envelope in envelopes:

@@ -100,6 +100,21 @@ def test_linger_measured_from_first_event() -> None:
     assert len(buf) == 0 and buf.due() == []
 
 
+def test_next_due_in_follows_the_oldest_envelope() -> None:
+    clock = FakeClock()
+    buf = EnvelopeBuffer(max_events=100, max_bytes=10_000, linger_ms=50, clock=clock)
+    assert buf.next_due_in() is None
+    buf.add("predictions", "a", *event(0, "a"))
+    clock.now += 0.030
+    buf.add("labels", "b", *event(1, "b"))
+    assert buf.next_due_in() == pytest.approx(0.020)
+    clock.now += 0.020
+    assert [e.model_id for e in buf.due()] == ["a"]
+    assert buf.next_due_in() == pytest.approx(0.030)
+    clock.now += 0.040
+    assert buf.next_due_in() == pytest.approx(-0.010)
+
+
 def test_zero_linger_sends_each_event() -> None:
     buf = EnvelopeBuffer(max_events=100, max_bytes=10_000, linger_ms=0, clock=FakeClock())
     assert len(buf.add("predictions", "m", *event(0))) == 1
@@ -246,6 +261,31 @@ def test_background_thread_sends_after_linger() -> None:
         time.sleep(0.005)
     assert producer.sent == 1 and len(mon._buffer) == 0
     mon.close()
+
+
+def test_background_thread_sends_each_envelope_when_its_linger_is_up() -> None:
+    sent: dict[bytes, float] = {}
+
+    class TimingProducer(RefusingProducer):
+        def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
+            assert key is not None
+            sent[key] = time.monotonic()
+            return super().send(topic, value, key)
+
+    mon = Monitor(linger_ms=300, producer=TimingProducer(), on_error=lambda e, ev: None)
+    logged: dict[bytes, float] = {}
+    # staggered by a third of the linger: a thread polling every half linger sends one of them
+    # at least 50 ms late, whatever its phase
+    for mid in ("a", "b", "c"):
+        logged[mid.encode()] = time.monotonic()
+        mon.log_prediction(mid, "p0", 1)
+        time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while len(sent) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    mon.close()
+    delays = {k.decode(): round(sent[k] - logged[k], 3) for k in logged}
+    assert all(0.3 <= d < 0.35 for d in delays.values()), delays
 
 
 def test_delivery_error_summary() -> None:
