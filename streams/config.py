@@ -68,8 +68,9 @@ class KafkaSettings(_Section):
 class WorkerSettings(_Section):
     """Batching and checkpoint cadence.
 
-    A batch ends after ``checkpoint_every_records`` records or ``checkpoint_every_ms``
-    milliseconds, whichever comes first; every batch ends with one atomic checkpoint.
+    A batch is cut once ``checkpoint_every_records`` records wait or ``checkpoint_every_ms``
+    milliseconds have passed since the previous batch began, whichever comes first (see
+    :mod:`streams.batch_window`); every batch ends with one atomic checkpoint.
     """
 
     checkpoint_every_records: int = Field(default=1000, ge=1, le=1_000_000)

@@ -35,6 +35,7 @@ from faust.types import TP, EventT
 from kafka.errors import KafkaError as SyncKafkaError
 from prometheus_client import Counter, Gauge
 
+from streams.batch_window import BatchWindow, feed_interval
 from streams.config import Config, Connections
 from streams.continuity import Continuity, OffsetContinuity
 from streams.metrics import WorkerMetrics
@@ -837,10 +838,12 @@ def create_app(config: Config, connections: Connections, options: WorkerOptions)
     batch_records = config.worker.checkpoint_every_records
     batch_seconds = config.worker.checkpoint_every_ms / 1000
 
+    window: BatchWindow[EventT[Any]] = BatchWindow(runtime.process, batch_records, batch_seconds)
+
     @app.agent(source, name="driftline-ingest")
     async def ingest(stream: Any) -> None:  # faust.Stream; its stubs lack take_events
-        async for events in stream.take_events(batch_records, within=batch_seconds):
-            await runtime.process(events)
+        async for events in stream.take_events(batch_records, within=feed_interval(batch_seconds)):
+            await window.add(events)
 
     @app.timer(max(batch_seconds, 0.2))
     async def release_idle() -> None:
@@ -856,6 +859,7 @@ def create_app(config: Config, connections: Connections, options: WorkerOptions)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _shutdown(sender: faust.App, **_: Any) -> None:
+        await window.close()
         await end_offsets.close()
         await store.close()
 
