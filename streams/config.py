@@ -68,13 +68,17 @@ class KafkaSettings(_Section):
 class WorkerSettings(_Section):
     """Batching and checkpoint cadence.
 
-    A batch is cut once ``checkpoint_every_records`` records wait or ``checkpoint_every_ms``
+    A batch is cut once ``checkpoint_every_records`` records wait or ``batch_every_ms``
     milliseconds have passed since the previous batch began, whichever comes first (see
-    :mod:`streams.batch_window`); every batch ends with one atomic checkpoint.
+    :mod:`streams.batch_window`); its alerts and dead letters are delivered when it has been
+    applied. After a batch, a partition whose last checkpoint is ``checkpoint_every_ms`` old
+    is written to Redis in one atomic checkpoint: a crash redoes at most that much work (its
+    alerts are sent again, with the same ids).
     """
 
     checkpoint_every_records: int = Field(default=1000, ge=1, le=1_000_000)
-    checkpoint_every_ms: int = Field(default=150, ge=1, le=600_000)
+    batch_every_ms: int = Field(default=150, ge=1, le=600_000)
+    checkpoint_every_ms: int = Field(default=1000, ge=1, le=600_000)
     web_port: int = Field(default=6066, ge=0, le=65535)
     web_host: str = "0.0.0.0"
 

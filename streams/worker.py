@@ -64,6 +64,7 @@ _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
 _FAIL_EXIT_AFTER_S = 20.0
 _FAIL_EXIT_CODE = 70  # EX_SOFTWARE
+_SHUTDOWN_CHECKPOINT_S = 10.0
 
 T = TypeVar("T")
 EndOffsetsFn = Callable[[list[TP]], Awaitable[Mapping[TP, int]]]
@@ -206,6 +207,10 @@ class WorkerRuntime:
         self._paused: set[TP] = set()
         ttl = config.join.ttl_ms
         self.max_skew_ms = max(_MIN_SKEW_MS, min(ttl // 2, _MAX_SKEW_MS))
+        # a partition is checkpointed after a batch once this has passed since its last one
+        self.checkpoint_every_s = config.worker.checkpoint_every_ms / 1000
+        self._unsaved: set[int] = set()  # partitions applied to since their last checkpoint
+        self._checkpointed_at: dict[int, float] = {}  # monotonic time of the last checkpoint
         self.feed = StatusFeed()
 
     # -- rebalance --------------------------------------------------------------------------
@@ -220,6 +225,7 @@ class WorkerRuntime:
         gone = sorted({tp.partition for tp in revoked if tp.topic in self._kinds})
         for p in gone:
             self.parts.pop(p, None)
+            self._forget(p)
         self.generation = -1
         self._continuity.reset()
         self._paused.clear()  # faust pauses and resumes everything around a rebalance
@@ -274,6 +280,10 @@ class WorkerRuntime:
                 if superseded():
                     raise _Superseded
                 self.parts = loaded
+                now = time.monotonic()
+                for p in loaded:
+                    self._unsaved.discard(p)
+                    self._checkpointed_at[p] = now  # just read from Redis: nothing to write
                 self.generation = generation
                 self.metrics.partitions.set(len(loaded))
         except _Superseded:
@@ -443,23 +453,27 @@ class WorkerRuntime:
                     await self._align(part)
                     if self.parts.get(p) is not part:  # revoked during the await
                         continue
-                    if not part.join.buffer and not part.join.pending:
-                        continue
-                    caught_up = await self._caught_up(part)
-                    if not caught_up[0] or self.parts.get(p) is not part:
-                        continue
-                    before = part.join.pending
-                    result = self.processor.apply(
-                        part, [], predictions_caught_up=True, labels_caught_up=caught_up[1]
-                    )
-                    if result.alerts or part.dirty_models or part.join.pending != before:
-                        await self._finish(part, result)
+                    if part.join.buffer or part.join.pending:
+                        await self._release_idle(part)
+                    if self.parts.get(p) is part and p in self._unsaved:
+                        await self._checkpoint_if_due(part)
         except asyncio.CancelledError:
             self._drop_all("cancelled mid-tick")
             raise
         except Exception as exc:
             await self._fail(exc, "releasing idle labels")
             raise
+
+    async def _release_idle(self, part: PartitionState) -> None:
+        caught_up = await self._caught_up(part)
+        if not caught_up[0] or self.parts.get(part.partition) is not part:
+            return
+        before = part.join.pending
+        result = self.processor.apply(
+            part, [], predictions_caught_up=True, labels_caught_up=caught_up[1]
+        )
+        if result.alerts or part.dirty_models or part.join.pending != before:
+            await self._finish(part, result)
 
     async def _align(self, part: PartitionState) -> None:
         """Keep the two input topics of a partition within ``max_skew_ms`` of event time.
@@ -541,8 +555,26 @@ class WorkerRuntime:
         return await self.app.consumer.highwaters(*tps)
 
     async def _finish(self, part: PartitionState, result: BatchResult) -> None:
-        """Produce outputs (retrying while the broker is away), then checkpoint (retrying while
-        Redis is away); a stale epoch drops the partition."""
+        """Produce a batch's outputs (retrying while the broker is away), then checkpoint the
+        partition if its ``checkpoint_every_ms`` is up."""
+        self._unsaved.add(part.partition)
+        await self._emit(part, result)
+        if self.parts.get(part.partition) is part:
+            await self._checkpoint_if_due(part)
+
+    async def _checkpoint_if_due(self, part: PartitionState) -> None:
+        last = self._checkpointed_at.get(part.partition)
+        if last is None or time.monotonic() - last >= self.checkpoint_every_s:
+            await self._checkpoint(part)
+
+    async def checkpoint_all(self) -> None:
+        """Write every partition changed since its last checkpoint (at a graceful stop)."""
+        async with self.lock:
+            for p, part in list(self.parts.items()):
+                if p in self._unsaved and self.parts.get(p) is part:
+                    await self._checkpoint(part)
+
+    async def _emit(self, part: PartitionState, result: BatchResult) -> None:
         self.metrics.observe_batch(part.partition, result)
         now_ms = int(time.time() * 1000)
         self.feed.record(
@@ -574,6 +606,10 @@ class WorkerRuntime:
             outputs.append((self._review_topic, review.model_id.encode(), review.to_json(now_ms)))
         if outputs:
             await self._deliver(outputs)
+
+    async def _checkpoint(self, part: PartitionState) -> None:
+        """Write the partition's changes (retrying while Redis is away); a stale epoch drops
+        the partition."""
         cp = take_checkpoint(part)
         started = time.perf_counter()
         try:
@@ -585,9 +621,17 @@ class WorkerRuntime:
             self.metrics.checkpoint_failures.labels(reason="stale_epoch").inc()
             if self.parts.get(part.partition) is part:
                 del self.parts[part.partition]
+                self._forget(part.partition)
                 self.metrics.partitions.set(len(self.parts))
             return
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        if self.parts.get(part.partition) is part:
+            self._unsaved.discard(part.partition)
+            self._checkpointed_at[part.partition] = time.monotonic()
+
+    def _forget(self, partition: int) -> None:
+        self._unsaved.discard(partition)
+        self._checkpointed_at.pop(partition, None)
 
     async def _deliver(self, outputs: list[tuple[Any, bytes | None, bytes]]) -> None:
         """Send every record and wait for the broker's acks; resend what failed.
@@ -670,6 +714,8 @@ class WorkerRuntime:
         if self.parts:
             log.warning("%s: dropping in-memory state of partitions %s", why, sorted(self.parts))
         self.parts = {}
+        self._unsaved.clear()
+        self._checkpointed_at.clear()
         self.generation = -1
         self.metrics.partitions.set(0)
 
@@ -836,7 +882,7 @@ def create_app(config: Config, connections: Connections, options: WorkerOptions)
         kafka.topics.predictions, kafka.topics.labels, key_serializer="raw", value_serializer="raw"
     )
     batch_records = config.worker.checkpoint_every_records
-    batch_seconds = config.worker.checkpoint_every_ms / 1000
+    batch_seconds = config.worker.batch_every_ms / 1000
 
     window: BatchWindow[EventT[Any]] = BatchWindow(runtime.process, batch_records, batch_seconds)
 
@@ -860,6 +906,10 @@ def create_app(config: Config, connections: Connections, options: WorkerOptions)
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _shutdown(sender: faust.App, **_: Any) -> None:
         await window.close()
+        try:  # what was applied since the last checkpoints need not be redone after a restart
+            await asyncio.wait_for(runtime.checkpoint_all(), _SHUTDOWN_CHECKPOINT_S)
+        except Exception as exc:  # redone after the restart instead
+            log.warning("final checkpoints not written (%r); the next owner redoes that work", exc)
         await end_offsets.close()
         await store.close()
 

@@ -679,7 +679,9 @@ _FAULTY_WORKER = textwrap.dedent(
 def test_unexpected_error_stops_the_worker_and_a_restart_loses_nothing(
     stack: EmbeddedStack, tmp_path: Path, prefix: str, redis_client: redis.Redis
 ) -> None:
-    p = Pipeline(stack, write_config(tmp_path, prefix, partitions=2), tmp_path)
+    # every batch checkpointed, so that the ones before the bad batch are surely in Redis
+    worker = {"checkpoint_every_records": 500, "checkpoint_every_ms": 1}
+    p = Pipeline(stack, write_config(tmp_path, prefix, partitions=2, worker=worker), tmp_path)
     p.create_topics()
     models = [f"bug-{m}" for m in range(4)]
     n = 3000

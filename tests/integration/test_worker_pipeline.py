@@ -290,6 +290,32 @@ def test_labels_join_in_either_order_and_expired_halves_are_counted(
         p.close()
 
 
+def test_outputs_leave_with_each_batch_and_state_at_its_checkpoint_interval_or_a_stop(
+    stack: EmbeddedStack, tmp_path: Path, prefix: str, redis_client: Any
+) -> None:
+    # a checkpoint interval far longer than the test: batches deliver, only the stop writes
+    config = write_config(
+        tmp_path, prefix, worker={"batch_every_ms": 100, "checkpoint_every_ms": 600_000}
+    )
+    p = Pipeline(stack, config, tmp_path)
+    p.create_topics()
+    try:
+        worker = p.start_worker()
+        good = prediction_events("m1", [{"prediction": 1, "score": 0.7}] * 5, T0)
+        p.send(p.topics.predictions, [*good[:2], b"not json", *good[2:]], key=b"m1")
+        dead = p.read_topic(p.topics.dead_letter, min_count=1)
+        assert [d["offset"] for d in dead] == [2]
+        applied = metric_values(worker.web_url(), "driftline_records_consumed_total")
+        assert sum(applied.values()) >= 6
+        assert p.models() == {}, "nothing is checkpointed before the interval is up"
+        assert worker.stop() == 0
+        assert p.models()["m1"].counters["predictions"] == 5
+        rows = read_partitions(p.redis, p.config.state.key_prefix, p.config.kafka.group_id)
+        assert sum(r["offset_predictions"] + 1 for r in rows) == 6
+    finally:
+        p.close()
+
+
 def test_sigkill_and_restart_gives_the_counts_and_alert_ids_of_an_uninterrupted_run(
     stack: EmbeddedStack, tmp_path: Path, redis_client: Any
 ) -> None:
