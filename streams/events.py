@@ -328,20 +328,27 @@ def _features(value: object, from_json: bool) -> dict[str, FeatureValue] | _Reas
     ``from_json``: the object comes straight from orjson.loads, whose output needs fewer checks
     (keys are strings, numbers finite and within 64 bits) and belongs to the decoder.
     """
-    if from_json and type(value) is dict:
+    if type(value) is dict:
         feats: dict[Any, Any] = value
         if len(feats) <= 1000:
             for name, item in feats.items():
-                if not 0 < len(name) <= 200:
+                if type(name) is not str or not 0 < len(name) <= 200:
                     break
                 kind = type(item)
+                if kind is float:
+                    if from_json or -_INF < item < _INF:  # NaN compares false
+                        continue
+                    break
                 if kind is str:
                     if len(item) > 1000:
                         break
-                elif kind is dict or kind is list:
+                elif kind is int:
+                    if not (from_json or _INT_MIN <= item <= _INT_MAX):
+                        break
+                elif kind is not bool and item is not None:
                     break
             else:
-                return feats
+                return feats if from_json else dict(feats)
     return _features_slow(value)
 
 

@@ -935,3 +935,14 @@ def test_model_id_cache_eviction_keeps_checking(monkeypatch: pytest.MonkeyPatch)
         assert one(pred(model_id=f"m{i}"), key=None).model_id == f"m{i}"
         assert error(pred(model_id=f"m {i}"), key=None).startswith("model_id: may only contain")
     assert len(events_module._KNOWN_MODEL_IDS) <= 3
+
+
+def test_caller_features_are_copied_and_float_subclasses_made_plain() -> None:
+    features: dict[str, object] = {"age": 41, "income": 52_000.5, "country": "DE", "x": None}
+    event = validate_prediction(pred(features=features), 0)
+    assert event.features == features and event.features is not features
+    features["age"] = 42  # the caller's dict stays the caller's
+    assert event.features is not None and event.features["age"] == 41
+    odd = validate_prediction(pred(features={"f": FloatLike(0.5), "s": StrLike("a")}), 0)
+    assert odd.features is not None
+    assert [type(v) for v in odd.features.values()] == [float, str]
