@@ -120,8 +120,6 @@ class BatchWindow(Generic[E]):
                     await asyncio.sleep(wait)
                 else:
                     await self.flush()
-        except asyncio.CancelledError:
-            raise
         except Exception:  # process reports (and acts on) its own failures
             log.debug("batch processing failed from the window timer", exc_info=True)
         finally:

@@ -280,10 +280,9 @@ class WorkerRuntime:
                 if superseded():
                     raise _Superseded
                 self.parts = loaded
-                now = time.monotonic()
-                for p in loaded:
-                    self._unsaved.discard(p)
-                    self._checkpointed_at[p] = now  # just read from Redis: nothing to write
+                # just read from Redis: nothing to write until the next interval
+                self._unsaved.clear()
+                self._checkpointed_at = dict.fromkeys(loaded, time.monotonic())
                 self.generation = generation
                 self.metrics.partitions.set(len(loaded))
         except _Superseded:
